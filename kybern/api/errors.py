@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
@@ -52,7 +54,7 @@ def duplicate(field: str, value: Any) -> FieldError:
 
 
 def too_long(field: str, value: Any, limit: int) -> FieldError:
-    return FieldError("FieldValueTooLong", field, f"Too long: may not be more than {limit} bytes")
+    return FieldError("FieldValueTooLong", field, f"Too long: must have at most {limit} bytes")
 
 
 def _quote(value: Any) -> str:
@@ -62,6 +64,8 @@ def _quote(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
     return str(value)
 
 

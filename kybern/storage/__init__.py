@@ -2,6 +2,7 @@
 over SQL). Every write gets the next global revision; reads and watches are by revision. The API
 server is the only user; backends are picked by URL scheme through `open_backend`."""
 
+from kybern.storage.factory import open_backend
 from kybern.storage.interface import (
     Backend,
     CompactedError,
@@ -16,7 +17,6 @@ from kybern.storage.interface import (
     UnavailableError,
     WatchCallback,
 )
-from kybern.storage.factory import open_backend
 
 __all__ = [
     "Backend",

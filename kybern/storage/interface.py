@@ -8,6 +8,7 @@ cache fed by that callback is never behind an acknowledged write."""
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class Backend(Protocol):
         """Keys under `prefix` (>= start_key, sorted by key) as of `revision` (0: now), at most
         `limit` (0: all). Raises CompactedError for a compacted revision."""
 
-    async def events_since(self, prefix: str, revision: int) -> list[Event]:
+    async def events_since(self, prefix: str, revision: int) -> builtins.list[Event]:
         """Every committed event under `prefix` with mod_revision > `revision`, in order.
         Raises CompactedError when `revision` < compact_revision."""
 

@@ -1,0 +1,498 @@
+"""The REST handlers: one entry point parses `/api/...` and `/apis/...` paths into (resource,
+namespace, name, subresource), dispatches the verb to the generic store, and encodes the
+answer. Every failure leaves as a `Status` object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from kybern.api import errors, patch, registry, schema
+from kybern.apiserver import codec, discovery, openapi, watch
+from kybern.apiserver import store as storemod
+
+Obj = dict[str, Any]
+_NS_SUBRESOURCES = ("status", "finalize")
+_RETURN_DELETED = {("", "Pod"), ("", "Service"), ("", "Namespace")}
+NOT_FOUND = errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+
+
+class ApiHandler:
+    def __init__(self, st: storemod.Store, reg: registry.Registry) -> None:
+        self.store = st
+        self.registry = reg
+        self.discovery = discovery.Discovery(reg)
+        self.openapi = openapi.OpenAPI(reg)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except errors.StatusError as e:
+            return codec.status_response(e)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            raise NOT_FOUND
+        if parts[0] == "api":
+            if len(parts) < 2:
+                return self._discovery(request, "/api")
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis":
+            if len(parts) < 3:
+                return self._discovery(request, "/" + "/".join(parts))
+            group, version, rest = parts[1], parts[2], parts[3:]
+        elif parts[0] == "openapi" and len(parts) > 1 and parts[1] == "v3":
+            if request.method != "GET":
+                raise errors.method_not_allowed()
+            doc = self.openapi.document(request.path)
+            if doc is None:
+                raise NOT_FOUND
+            return codec.raw_json_response(doc)
+        else:
+            raise NOT_FOUND
+        if not rest:
+            return self._discovery(request, request.path)
+        watching = False
+        if rest[0] == "watch":
+            watching, rest = True, rest[1:]
+        namespace = ""
+        if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in _NS_SUBRESOURCES:
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            raise NOT_FOUND
+        res = self.registry.lookup(group, version, rest[0])
+        if res is None or (namespace and not res.namespaced):
+            raise NOT_FOUND
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if sub and sub not in res.subresources:
+            raise NOT_FOUND
+        if res.namespaced and name and not namespace:
+            raise NOT_FOUND
+        method = request.method
+        if watching or (method == "GET" and codec.bool_param(request, "watch")):
+            if sub or method != "GET":
+                raise errors.method_not_allowed()
+            if name:
+                if not namespace and res.namespaced:
+                    raise NOT_FOUND
+                return await watch.serve(request, self.store, res, namespace, name_selector=name)
+            return await watch.serve(request, self.store, res, namespace)
+        if sub:
+            return await self._subresource(request, res, namespace, name, sub)
+        if not name:
+            if method == "GET":
+                return await self._list(request, res, namespace)
+            if method == "POST":
+                if res.namespaced and not namespace:
+                    raise errors.method_not_allowed()
+                return await self._create(request, res, namespace)
+            if method == "DELETE":
+                return await self._delete_collection(request, res, namespace)
+            raise errors.method_not_allowed()
+        if method == "GET":
+            o = await self.store.get(res, namespace, name)
+            return codec.raw_json_response(o.json)
+        if method == "PUT":
+            return await self._update(request, res, namespace, name, "")
+        if method == "PATCH":
+            return await self._patch(request, res, namespace, name, "")
+        if method == "DELETE":
+            return await self._delete(request, res, namespace, name)
+        raise errors.method_not_allowed()
+
+    def _discovery(self, request: web.Request, path: str) -> web.Response:
+        if request.method != "GET":
+            raise errors.method_not_allowed()
+        doc = self.discovery.document(path)
+        if doc is None:
+            raise NOT_FOUND
+        return codec.raw_json_response(doc)
+
+    # ---- body handling -----------------------------------------------------------------
+
+    def _normalize(
+        self, request: web.Request, res: registry.Resource, obj: Obj, warnings: list[str]
+    ) -> Obj:
+        """Check apiVersion/kind and drop unknown fields, reporting them per fieldValidation."""
+        av, kind = obj.get("apiVersion"), obj.get("kind")
+        if not kind:
+            raise errors.bad_request("Object 'Kind' is missing in the request body")
+        if not av:
+            raise errors.bad_request("Object 'apiVersion' is missing in the request body")
+        if av != res.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({av}) does not match the expected API version "
+                f"({res.api_version})"
+            )
+        if kind != res.kind:
+            raise errors.bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
+            )
+        mode = codec.field_validation(request)
+        if res.crd or not schema.has_schema(res.group, res.version, res.kind):
+            return obj
+        out, unknown = schema.normalize(res.group, res.version, res.kind, obj)
+        if unknown:
+            if mode == "Strict":
+                raise errors.bad_request(
+                    "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown)
+                )
+            if mode == "Warn":
+                warnings.extend(f'unknown field "{u}"' for u in unknown)
+        return out
+
+    async def _read_object(
+        self, request: web.Request, res: registry.Resource, warnings: list[str]
+    ) -> Obj:
+        body = await codec.read_body(request)
+        obj = codec.decode_object(body, codec.media_type(request))
+        return self._normalize(request, res, obj, warnings)
+
+    @staticmethod
+    def _reply(data: Obj, status: int, warnings: list[str]) -> web.Response:
+        headers = None
+        if warnings:
+            headers = {
+                "Warning": ", ".join(
+                    '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings
+                )
+            }
+        return codec.json_response(data, status, headers)
+
+    # ---- verbs -------------------------------------------------------------------------
+
+    async def _list(
+        self, request: web.Request, res: registry.Resource, namespace: str
+    ) -> web.Response:
+        q = request.query
+        limit = codec.int_param(request, "limit") or 0
+        opts = storemod.ListOptions(
+            label_selector=q.get("labelSelector", ""),
+            field_selector=q.get("fieldSelector", ""),
+            limit=max(limit, 0),
+            continue_token=q.get("continue", ""),
+            resource_version=q.get("resourceVersion", ""),
+            resource_version_match=q.get("resourceVersionMatch", ""),
+        )
+        result = await self.store.list(res, namespace, opts)
+        meta = b'"resourceVersion":"%d"' % result.revision
+        if result.continue_token:
+            meta += b',"continue":"%s"' % result.continue_token.encode()
+        if result.remaining:
+            meta += b',"remainingItemCount":%d' % result.remaining
+        body = b'{"kind":"%s","apiVersion":"%s","metadata":{%s},"items":[%s]}' % (
+            res.list_kind.encode(),
+            res.api_version.encode(),
+            meta,
+            b",".join(o.json for o in result.items),
+        )
+        return codec.raw_json_response(body)
+
+    async def _create(
+        self, request: web.Request, res: registry.Resource, namespace: str
+    ) -> web.Response:
+        warnings: list[str] = []
+        dry = codec.dry_run(request)
+        codec.field_manager(request)
+        obj = await self._read_object(request, res, warnings)
+        body_ns = (obj.get("metadata") or {}).get("namespace")
+        if res.namespaced and body_ns and body_ns != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+        out = await self.store.create(res, namespace, obj, dry_run=dry)
+        return self._reply(out, 201, warnings)
+
+    async def _update(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
+    ) -> web.Response:
+        warnings: list[str] = []
+        dry = codec.dry_run(request)
+        codec.field_manager(request)
+        obj = await self._read_object(request, res, warnings)
+        meta = obj.get("metadata") or {}
+        if res.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+        out = await self.store.update(res, namespace, name, obj, subresource=sub, dry_run=dry)
+        return self._reply(out, 200, warnings)
+
+    def _patched(
+        self, request: web.Request, res: registry.Resource, body: bytes, warnings: list[str]
+    ) -> Any:
+        """A function that applies this request's patch to an object."""
+        mtype = codec.media_type(request)
+        if mtype not in codec.PATCH_TYPES or mtype == "application/apply-patch+yaml":
+            raise errors.unsupported_media_type(mtype)
+        doc = codec.parse(body, mtype)
+        if mtype == "application/json-patch+json":
+            if not isinstance(doc, list):
+                raise errors.bad_request(
+                    "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                )
+        elif not isinstance(doc, dict):
+            raise errors.bad_request("the patch is not a JSON object")
+        meta = None
+        if mtype == "application/strategic-merge-patch+json":
+            meta = patch.BUILTIN_PATCH_META.get(res.kind) if not res.crd else None
+            if res.crd:
+                raise errors.StatusError(
+                    415,
+                    "UnsupportedMediaType",
+                    "strategic merge patch is not supported for custom resources; use "
+                    "--type=merge or --type=json",
+                )
+
+        def apply(current: Obj) -> Obj:
+            if mtype == "application/json-patch+json":
+                out = patch.apply_json_patch(current, doc)
+            elif mtype == "application/merge-patch+json":
+                out = patch.apply_merge_patch(current, doc)
+            else:
+                out = patch.apply_strategic_merge_patch(current, doc, meta or patch.PatchMeta())
+            if not isinstance(out, dict):
+                raise errors.bad_request("the patch result is not an object")
+            warnings.clear()
+            return self._normalize(request, res, out, warnings)
+
+        return apply
+
+    async def _patch(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
+    ) -> web.Response:
+        warnings: list[str] = []
+        dry = codec.dry_run(request)
+        codec.field_manager(request)
+        apply = self._patched(request, res, await codec.read_body(request), warnings)
+        out = await self.store.guaranteed_update(
+            res, namespace, name, apply, subresource=sub, dry_run=dry
+        )
+        return self._reply(out, 200, warnings)
+
+    async def _delete_options(self, request: web.Request) -> storemod.DeleteOptions:
+        opts = storemod.DeleteOptions(dry_run=codec.dry_run(request))
+        opts.grace_period = codec.int_param(request, "gracePeriodSeconds")
+        opts.propagation = request.query.get("propagationPolicy", "")
+        body = await codec.read_body(request)
+        if body.strip():
+            doc = codec.parse(body, codec.media_type(request))
+            if not isinstance(doc, dict):
+                raise errors.bad_request("the body of a delete must be a DeleteOptions object")
+            if doc.get("gracePeriodSeconds") is not None:
+                opts.grace_period = int(doc["gracePeriodSeconds"])
+            pre = doc.get("preconditions") or {}
+            opts.precondition_uid = pre.get("uid") or ""
+            opts.precondition_rv = pre.get("resourceVersion") or ""
+            opts.propagation = doc.get("propagationPolicy") or opts.propagation
+            if doc.get("dryRun"):
+                opts.dry_run = doc["dryRun"] == ["All"]
+        if opts.propagation and opts.propagation not in ("Orphan", "Background", "Foreground"):
+            raise errors.invalid(
+                "DeleteOptions",
+                "",
+                "",
+                [
+                    errors.not_supported(
+                        "propagationPolicy",
+                        opts.propagation,
+                        ["Foreground", "Background", "Orphan"],
+                    )
+                ],
+            )
+        return opts
+
+    async def _delete(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str
+    ) -> web.Response:
+        opts = await self._delete_options(request)
+        obj, _ = await self.store.delete(res, namespace, name, opts)
+        if (res.group, res.kind) in _RETURN_DELETED:
+            return codec.json_response(obj)
+        return codec.json_response(
+            codec.success_status(
+                {
+                    "name": name,
+                    "group": res.group,
+                    "kind": res.plural,
+                    "uid": obj["metadata"].get("uid", ""),
+                }
+                if res.group
+                else {"name": name, "kind": res.plural, "uid": obj["metadata"].get("uid", "")}
+            )
+        )
+
+    async def _delete_collection(
+        self, request: web.Request, res: registry.Resource, namespace: str
+    ) -> web.Response:
+        opts = await self._delete_options(request)
+        q = request.query
+        listed = await self.store.list(
+            res,
+            namespace,
+            storemod.ListOptions(
+                label_selector=q.get("labelSelector", ""), field_selector=q.get("fieldSelector", "")
+            ),
+        )
+        out: list[Obj] = []
+        for o in listed.items:
+            m = o.obj["metadata"]
+            try:
+                obj, _ = await self.store.delete(res, m.get("namespace", ""), m["name"], opts)
+                out.append(obj)
+            except errors.StatusError as e:
+                if e.code != 404:
+                    raise
+        return codec.json_response(
+            {
+                "kind": res.list_kind,
+                "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(self.store.cacher.revision)},
+                "items": out,
+            }
+        )
+
+    # ---- subresources --------------------------------------------------------------------
+
+    async def _subresource(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
+    ) -> web.Response:
+        method = request.method
+        if sub == "status":
+            if method == "GET":
+                return codec.raw_json_response((await self.store.get(res, namespace, name)).json)
+            if method == "PUT":
+                return await self._update(request, res, namespace, name, "status")
+            if method == "PATCH":
+                return await self._patch(request, res, namespace, name, "status")
+        elif sub == "scale":
+            return await self._scale(request, res, namespace, name)
+        elif sub == "binding" and method == "POST":
+            return await self._bind(request, res, namespace, name)
+        elif sub == "eviction" and method == "POST":
+            return await self._evict(request, res, namespace, name)
+        elif sub == "finalize" and method == "PUT":
+            return await self._finalize(request, res, name)
+        raise errors.method_not_allowed()
+
+    async def _scale(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str
+    ) -> web.Response:
+        method = request.method
+        if method == "GET":
+            return codec.json_response(to_scale((await self.store.get(res, namespace, name)).obj))
+        if method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed()
+        dry = codec.dry_run(request)
+        body = await codec.read_body(request)
+        if method == "PUT":
+            scale = codec.decode_object(body, codec.media_type(request))
+
+            def desired(_: Obj) -> Obj:
+                return scale
+        else:
+            desired = self._patched(request, _SCALE_RES, body, [])
+
+        def mutate(current: Obj) -> Obj:
+            s = desired(to_scale(current))
+            replicas = (s.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [
+                        errors.invalid_value(
+                            "spec.replicas", replicas, "must be greater than or equal to 0"
+                        )
+                    ],
+                )
+            current.setdefault("spec", {})["replicas"] = replicas
+            rv = (s.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                current["metadata"]["resourceVersion"] = rv
+            return current
+
+        out = await self.store.guaranteed_update(res, namespace, name, mutate, dry_run=dry)
+        return codec.json_response(to_scale(out))
+
+    async def _bind(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str
+    ) -> web.Response:
+        binding = codec.decode_object(await codec.read_body(request), codec.media_type(request))
+        node = (binding.get("target") or {}).get("name")
+        if not node:
+            raise errors.invalid("Binding", "", name, [errors.required("target.name")])
+
+        def mutate(pod: Obj) -> Obj:
+            spec = pod.setdefault("spec", {})
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods", "", name, "pod is being deleted")
+            if spec.get("nodeName"):
+                raise errors.conflict(
+                    "pods", "", name, f'pod {name} is already assigned to node "{spec["nodeName"]}"'
+                )
+            spec["nodeName"] = node
+            return pod
+
+        await self.store.guaranteed_update(
+            res, namespace, name, mutate, dry_run=codec.dry_run(request)
+        )
+        return codec.json_response(codec.success_status(code=201), 201)
+
+    async def _evict(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str
+    ) -> web.Response:
+        ev = codec.decode_object(await codec.read_body(request), codec.media_type(request))
+        opts = storemod.DeleteOptions(dry_run=codec.dry_run(request))
+        dopts = ev.get("deleteOptions") or {}
+        if dopts.get("gracePeriodSeconds") is not None:
+            opts.grace_period = int(dopts["gracePeriodSeconds"])
+        await self.store.delete(res, namespace, name, opts)
+        return codec.json_response(codec.success_status(code=201), 201)
+
+    async def _finalize(
+        self, request: web.Request, res: registry.Resource, name: str
+    ) -> web.Response:
+        ns = codec.decode_object(await codec.read_body(request), codec.media_type(request))
+        finalizers = (ns.get("spec") or {}).get("finalizers") or []
+
+        def mutate(current: Obj) -> Obj:
+            current.setdefault("spec", {})["finalizers"] = list(finalizers)
+            if not finalizers:
+                current["spec"].pop("finalizers")
+            return current
+
+        out = await self.store.guaranteed_update(res, "", name, mutate)
+        return codec.json_response(out)
+
+
+_SCALE_RES = registry.Resource(
+    group="autoscaling", version="v1", kind="Scale", plural="scale", namespaced=True, crd=True
+)
+
+
+def to_scale(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    status = obj.get("status") or {}
+    sel = (obj.get("spec") or {}).get("selector") or {}
+    labels = sel.get("matchLabels", sel) if isinstance(sel, dict) else {}
+    selector = status.get("selector") or ",".join(
+        f"{k}={v}" for k, v in sorted(labels.items()) if isinstance(v, str)
+    )
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+        "status": {"replicas": status.get("replicas", 0), "selector": selector},
+    }

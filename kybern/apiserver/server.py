@@ -1,0 +1,219 @@
+"""The API server process: TLS and authentication in front of the REST handlers, health and
+version endpoints, bootstrap objects (the four system namespaces and the `kubernetes`
+service), the in-server loops, and an orderly start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import platform
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import kybern
+from kybern import storage
+from kybern.api import errors, registry
+from kybern.apiserver import cache as cachemod
+from kybern.apiserver import certs, codec, controllers, handlers, strategy
+from kybern.apiserver import store as storemod
+
+log = logging.getLogger("kybern.apiserver")
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    datastore_endpoint: str = ""
+    service_cidr: str = "10.96.0.0/12"
+    advertise_hosts: tuple[str, ...] = ()
+
+
+class APIServer:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.data_dir = cfg.data_dir
+        url = cfg.datastore_endpoint or f"sqlite://{(cfg.data_dir / 'state.db').resolve()}"
+        self.backend = storage.open_backend(url)
+        self.registry = registry.Registry()
+        self.cacher = cachemod.Cacher(self.backend)
+        self.hooks = strategy.BuiltinHooks(self.cacher, cfg.service_cidr)
+        self.store = storemod.Store(self.backend, self.cacher, self.registry, self.hooks)
+        self.api = handlers.ApiHandler(self.store, self.registry)
+        self.loops: list[controllers.Loop] = [
+            controllers.CRDLoop(self.store),
+            controllers.NamespaceLoop(self.store),
+        ]
+        self.pki: certs.Pki | None = None
+        self.port = 0
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.cfg.bind_address
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"https://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        hosts = [self.cfg.bind_address, *self.cfg.advertise_hosts, socket.gethostname()]
+        self.pki = await asyncio.to_thread(certs.ensure_pki, self.data_dir / "pki", hosts=hosts)
+        await self.backend.start()
+        await self.cacher.start(sorted({r.key_prefix for r in self.registry.all()}))
+        await self._bootstrap()
+        for loop in self.loops:
+            loop.start()
+        app = web.Application(client_max_size=codec.MAX_BODY + 1024, middlewares=[self._middleware])
+        app.router.add_route("GET", "/healthz", self._health)
+        app.router.add_route("GET", "/livez", self._health)
+        app.router.add_route("GET", "/readyz", self._ready)
+        app.router.add_route("GET", "/version", self._version)
+        app.router.add_route("*", "/{tail:.*}", self.api.handle)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        ssl_ctx = self.pki.server_ssl_context()
+        site = web.TCPSite(
+            self._runner,
+            self.cfg.bind_address,
+            self.cfg.port,
+            ssl_context=ssl_ctx,
+            backlog=1024,
+            reuse_address=True,
+        )
+        await site.start()
+        self.port = self.cfg.port or _bound_port(site)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for loop in self.loops:
+            await loop.stop()
+        self.cacher.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.backend.close()
+
+    async def _bootstrap(self) -> None:
+        ns = controllers.NAMESPACES
+        for name in SYSTEM_NAMESPACES:
+            if self.store.peek(ns, "", name) is None:
+                with contextlib.suppress(errors.StatusError):
+                    await self.store.create(
+                        ns,
+                        "",
+                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                    )
+        svc = self.registry.lookup("", "v1", "services")
+        assert svc is not None
+        if self.store.peek(svc, "default", "kubernetes") is None:
+            with contextlib.suppress(errors.StatusError):
+                await self.store.create(
+                    svc,
+                    "default",
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {
+                            "name": "kubernetes",
+                            "labels": {"component": "apiserver", "provider": "kubernetes"},
+                        },
+                        "spec": {
+                            "clusterIP": self.hooks.ips.first(),
+                            "type": "ClusterIP",
+                            "ports": [
+                                {
+                                    "name": "https",
+                                    "port": 443,
+                                    "protocol": "TCP",
+                                    "targetPort": self.cfg.port or 6443,
+                                }
+                            ],
+                        },
+                    },
+                )
+
+    # ---- HTTP --------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        try:
+            if request.path not in _PUBLIC and self.authenticate(request) is None:
+                raise errors.unauthorized()
+            return await handler(request)
+        except errors.StatusError as e:
+            return codec.status_response(e)
+        except web.HTTPRequestEntityTooLarge:
+            return codec.status_response(errors.too_large())
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception("request %s %s failed", request.method, request.path)
+            return codec.status_response(errors.internal(str(e)))
+
+    def authenticate(self, request: web.Request) -> tuple[str, list[str]] | None:
+        """(user, groups) from a verified client certificate or the static bearer token."""
+        transport = request.transport
+        cert = transport.get_extra_info("peercert") if transport is not None else None
+        if cert:
+            return certs.user_from_cert(cert)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and self.pki is not None:
+            if hmac.compare_digest(auth[7:].strip().encode(), self.pki.token.encode()):
+                return ("kybern-admin", ["system:masters", "system:authenticated"])
+        return None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=500, text="[-]informer-sync failed\nreadyz check failed")
+        if "verbose" in request.query:
+            return web.Response(
+                text="[+]ping ok\n[+]log ok\n[+]etcd ok\n[+]informer-sync ok\nreadyz check passed\n"
+            )
+        return web.Response(text="ok")
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return codec.json_response(version_info())
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server: Any = site._server
+    port: int = server.sockets[0].getsockname()[1]
+    return port
+
+
+def version_info() -> dict[str, Any]:
+    return {
+        "major": "1",
+        "minor": "32",
+        "gitVersion": f"v1.32.0+kybern-{kybern.__version__}",
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": "cpython",
+        "platform": f"linux/{'amd64' if platform.machine() == 'x86_64' else platform.machine()}",
+    }

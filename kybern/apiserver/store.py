@@ -1,0 +1,506 @@
+"""The generic resource store: every verb of every kind (built-in or CRD) goes through here.
+It applies the object lifecycle Kubernetes defines — metadata filling, defaulting, validation,
+the spec/status split, generation, optimistic concurrency, finalizers and graceful deletion —
+then writes through the storage backend; reads come from the watch cache."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from kybern import storage
+from kybern.api import defaults, errors, objects, registry, selectors, validation
+from kybern.apiserver import cache as cachemod
+from kybern.apiserver import strategy
+
+Obj = dict[str, Any]
+MAX_CONFLICT_RETRIES = 8
+
+
+@dataclass
+class ListOptions:
+    label_selector: str = ""
+    field_selector: str = ""
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+@dataclass
+class ListResult:
+    items: list[cachemod.CachedObject]
+    revision: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+@dataclass
+class DeleteOptions:
+    grace_period: int | None = None
+    precondition_uid: str = ""
+    precondition_rv: str = ""
+    propagation: str = ""
+    dry_run: bool = False
+
+
+def encode_continue(revision: int, start: str) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": start})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = orjson.loads(raw)
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError
+        rev, start = int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as e:
+        raise errors.bad_request("continue key is not valid: malformed continue token") from e
+    if rev <= 0:
+        raise errors.bad_request("continue key is not valid: invalid start key")
+    return rev, start
+
+
+class Store:
+    """CRUD over the backend with Kubernetes semantics; `hooks` adds kind-specific behaviour."""
+
+    def __init__(
+        self,
+        backend: storage.Backend,
+        cacher: cachemod.Cacher,
+        reg: registry.Registry,
+        hooks: strategy.Hooks,
+    ) -> None:
+        self.backend = backend
+        self.cacher = cacher
+        self.registry = reg
+        self.hooks = hooks
+        self._namespaces = registry.BUILTIN[0]
+        self.on_deleted: list[Callable[[registry.Resource, Obj], None]] = []
+
+    # ---- reads -------------------------------------------------------------------------
+
+    async def consistent(self) -> None:
+        """Make the cache at least as new as the store (read-your-writes)."""
+        rev = self.backend.current_revision()
+        if not await self.cacher.wait_revision(rev, 3.0):
+            raise errors.timeout("Timeout: Too large resource version")
+
+    async def get(self, res: registry.Resource, namespace: str, name: str) -> cachemod.CachedObject:
+        await self.consistent()
+        obj = self.cacher.get(res.key_prefix).objects.get(res.key(namespace, name))
+        if obj is None:
+            raise errors.not_found(res.plural, res.group, name)
+        return obj
+
+    def peek(
+        self, res: registry.Resource, namespace: str, name: str
+    ) -> cachemod.CachedObject | None:
+        return self.cacher.get(res.key_prefix).objects.get(res.key(namespace, name))
+
+    def make_filter(
+        self, res: registry.Resource, label_selector: str, field_selector: str
+    ) -> cachemod.Filter | None:
+        lsel = selectors.parse_labels(label_selector) if label_selector else None
+        fsel = selectors.parse_fields(field_selector) if field_selector else None
+        if fsel is not None:
+            allowed = {"metadata.name", "metadata.namespace", *res.field_selectors}
+            if not res.crd:
+                selectors.validate_fields(fsel, allowed, res.kind)
+            else:
+                selectors.validate_fields(fsel, {"metadata.name", "metadata.namespace"}, res.kind)
+        if lsel is not None and lsel.empty:
+            lsel = None
+        if fsel is not None and not fsel.requirements:
+            fsel = None
+        if lsel is None and fsel is None:
+            return None
+        paths = res.field_selectors
+
+        def match(o: cachemod.CachedObject) -> bool:
+            m = o.obj["metadata"]
+            if lsel is not None and not lsel.matches(m.get("labels") or {}):
+                return False
+            if fsel is not None:
+                return fsel.matches(selectors.object_fields(o.obj, paths))
+            return True
+
+        return match
+
+    async def list(self, res: registry.Resource, namespace: str, opts: ListOptions) -> ListResult:
+        flt = self.make_filter(res, opts.label_selector, opts.field_selector)
+        rv, rvm = opts.resource_version, opts.resource_version_match
+        if rvm and not rv:
+            raise errors.bad_request(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                "resourceVersion is provided"
+            )
+        if rvm and rvm not in ("Exact", "NotOlderThan"):
+            raise errors.bad_request(
+                f'resourceVersionMatch: Unsupported value: "{rvm}": supported values: '
+                '"Exact", "NotOlderThan"'
+            )
+        if opts.continue_token:
+            if rv:
+                raise errors.bad_request(
+                    "specifying resource version is not allowed when using continue"
+                )
+            rev, start = decode_continue(opts.continue_token)
+            return await self._list_backend(res, namespace, flt, rev, start, opts.limit)
+        want = _parse_rv(rv) if rv else 0
+        if rvm == "Exact":
+            if want == 0:
+                raise errors.bad_request(
+                    'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is '
+                    'forbidden for resourceVersion "0"'
+                )
+            return await self._list_backend(res, namespace, flt, want, "", opts.limit)
+        if rv != "0":
+            await self.consistent()
+        if want and not await self.cacher.wait_revision(want, 3.0):
+            raise errors.timeout(
+                f"Timeout: Too large resource version: {want}, current: {self.cacher.revision}"
+            )
+        rc = self.cacher.get(res.key_prefix)
+        items = [o for o in rc.items(namespace) if flt is None or flt(o)]
+        items.sort(key=lambda o: o.key)
+        revision = self.cacher.revision
+        if opts.limit and len(items) > opts.limit:
+            remaining = len(items) - opts.limit
+            items = items[: opts.limit]
+            token = encode_continue(revision, items[-1].key + "\x00")
+            return ListResult(items, revision, token, remaining)
+        return ListResult(items, revision)
+
+    async def _list_backend(
+        self,
+        res: registry.Resource,
+        namespace: str,
+        flt: cachemod.Filter | None,
+        revision: int,
+        start: str,
+        limit: int,
+    ) -> ListResult:
+        prefix = res.namespace_prefix(namespace)
+        start_key = prefix + start.lstrip("/") if start and not start.startswith("/") else start
+        if start_key and not start_key.startswith(prefix):
+            raise errors.bad_request("continue key is not valid: start key outside the list")
+        out: list[cachemod.CachedObject] = []
+        try:
+            while True:
+                page = await self.backend.list(prefix, revision, start_key, limit)
+                revision = page.revision
+                for kv in page.items:
+                    o = cachemod.decode(kv)
+                    if flt is None or flt(o):
+                        out.append(o)
+                if not page.more or not page.items:
+                    break
+                start_key = page.items[-1].key + "\x00"
+                if limit and len(out) >= limit:
+                    break
+        except storage.CompactedError as e:
+            raise errors.StatusError(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter, or use the "
+                "continue token in this response to retrieve the remainder of the results. "
+                "Continuing with the provided token results in an inconsistent list - objects "
+                "that were created, modified, or deleted between the time the first chunk was "
+                "returned and now may show up in the list."
+                if start
+                else f"too old resource version: {revision} ({e.compact_revision})",
+            ) from e
+        if limit and len(out) > limit:
+            out = out[:limit]
+        token = ""
+        if limit and len(out) == limit:
+            nxt = out[-1].key + "\x00"
+            more = await self.backend.list(prefix, revision, nxt, 1)
+            if more.items:
+                token = encode_continue(revision, nxt)
+        return ListResult(out, revision, token)
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def _check_namespace(self, res: registry.Resource, namespace: str) -> None:
+        if not res.namespaced:
+            return
+        ns = self.cacher.get(self._namespaces.key_prefix).objects.get(
+            self._namespaces.key("", namespace)
+        )
+        if ns is None:
+            raise errors.not_found("namespaces", "", namespace)
+        if ns.obj["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden_error(
+                res.plural,
+                res.group,
+                "",
+                f"unable to create new content in namespace {namespace} because it is being "
+                "terminated",
+            )
+
+    async def create(
+        self, res: registry.Resource, namespace: str, obj: Obj, *, dry_run: bool = False
+    ) -> Obj:
+        await self.consistent()
+        meta = objects.meta(obj)
+        if res.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = objects.generate_name(str(meta["generateName"]))
+        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            meta.pop(f, None)
+        meta["uid"] = objects.new_uid()
+        meta["creationTimestamp"] = objects.now_rfc3339()
+        if res.has_spec or res.crd:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if not res.crd:
+            defaults.apply_defaults(res.kind, obj)
+        self.hooks.prepare_create(res, obj)
+        errs = validation.validate_object_meta(
+            meta, namespaced=res.namespaced, name_rule=res.name_rule
+        )
+        if not res.crd:
+            errs += validation.validate(res.kind, obj)
+        errs += self.hooks.validate(res, obj, None)
+        if errs:
+            raise errors.invalid(res.kind, res.group, str(meta.get("name", "")), errs)
+        self._check_namespace(res, namespace)
+        name = meta["name"]
+        key = res.key(namespace, name)
+        try:
+            self.hooks.before_write(res, obj, None)
+            if dry_run:
+                if key in self.cacher.get(res.key_prefix).objects:
+                    raise errors.already_exists(res.plural, res.group, name)
+                return obj
+            try:
+                kv = await self.backend.create(key, orjson.dumps(obj))
+            except storage.KeyExistsError:
+                if meta.get("generateName") and meta["name"].startswith(meta["generateName"]):
+                    raise errors.StatusError(
+                        409,
+                        "AlreadyExists",
+                        f'{res.qualified} "{name}" already exists, the server was not able to '
+                        f"generate a unique name for the object",
+                        group=res.group,
+                        kind=res.plural,
+                        name=name,
+                    ) from None
+                raise errors.already_exists(res.plural, res.group, name) from None
+            except storage.UnavailableError as e:
+                raise errors.service_unavailable(str(e)) from e
+        finally:
+            self.hooks.after_write(res, obj)
+        meta["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    async def update(
+        self,
+        res: registry.Resource,
+        namespace: str,
+        name: str,
+        obj: Obj,
+        *,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
+        meta = objects.meta(obj)
+        if meta.get("name", name) != name:
+            raise errors.bad_request(
+                "the name of the object (%s) does not match the name on the URL (%s)"
+                % (meta.get("name"), name)
+            )
+        await self.consistent()
+        current = self.peek(res, namespace, name)
+        if current is None:
+            raise errors.not_found(res.plural, res.group, name)
+        rv = meta.get("resourceVersion") or ""
+        if rv and rv != current.obj["metadata"]["resourceVersion"]:
+            raise errors.stale_conflict(res.plural, res.group, name)
+        return await self._write_update(res, current, obj, subresource, dry_run)
+
+    async def guaranteed_update(
+        self,
+        res: registry.Resource,
+        namespace: str,
+        name: str,
+        mutate: Callable[[Obj], Obj],
+        *,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
+        """Read-modify-write with retries on conflict (patch, scale, finalizer removal).
+        `mutate` gets a deep copy of the current object and returns the desired one; when the
+        result carries a resourceVersion different from the current, that is a conflict."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            await self.consistent()
+            current = self.peek(res, namespace, name)
+            if current is None:
+                raise errors.not_found(res.plural, res.group, name)
+            cur_rv = current.obj["metadata"]["resourceVersion"]
+            desired = mutate(copy.deepcopy(current.obj))
+            drv = objects.meta(desired).get("resourceVersion")
+            if drv and drv != cur_rv:
+                raise errors.stale_conflict(res.plural, res.group, name)
+            try:
+                return await self._write_update(res, current, desired, subresource, dry_run)
+            except _Retry:
+                continue
+        raise errors.stale_conflict(res.plural, res.group, name)
+
+    async def _write_update(
+        self,
+        res: registry.Resource,
+        current: cachemod.CachedObject,
+        obj: Obj,
+        subresource: str,
+        dry_run: bool,
+    ) -> Obj:
+        old = current.obj
+        new = strategy.prepare_update(res, obj, old, subresource)
+        if not res.crd and subresource != "status":
+            defaults.apply_defaults(res.kind, new)
+        self.hooks.prepare_update(res, new, old)
+        nmeta = new["metadata"]
+        errs = validation.validate_object_meta(
+            nmeta, namespaced=res.namespaced, name_rule=res.name_rule
+        )
+        errs += validation.validate_object_meta_update(nmeta, old["metadata"])
+        if not res.crd:
+            errs += validation.validate(res.kind, new)
+            errs += validation.validate_update(res.kind, new, old)
+        errs += self.hooks.validate(res, new, old)
+        if errs:
+            raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
+        if (res.has_spec or res.crd) and objects.spec_part(new) != objects.spec_part(old):
+            nmeta["generation"] = int(old["metadata"].get("generation") or 0) + 1
+        # an object being deleted goes away once its last finalizer is removed
+        if (
+            nmeta.get("deletionTimestamp")
+            and not nmeta.get("finalizers")
+            and not self.hooks.blocks_deletion(res, new)
+        ):
+            if dry_run:
+                return new
+            return await self._delete_now(res, current, new, dry_run)
+        if new == old:
+            return old  # no-op: no write, same resourceVersion, as Kubernetes
+        if dry_run:
+            return new
+        nmeta.pop("resourceVersion", None)
+        self.hooks.before_write(res, new, old)
+        try:
+            kv = await self.backend.update(current.key, orjson.dumps(new), current.revision)
+        except storage.ConflictError:
+            raise _Retry() from None
+        except storage.NotFoundError:
+            raise errors.not_found(res.plural, res.group, nmeta["name"]) from None
+        finally:
+            self.hooks.after_write(res, new)
+        nmeta["resourceVersion"] = str(kv.mod_revision)
+        return new
+
+    async def _delete_now(
+        self, res: registry.Resource, current: cachemod.CachedObject, last: Obj, dry_run: bool
+    ) -> Obj:
+        if dry_run:
+            return last
+        try:
+            kv = await self.backend.delete(current.key, current.revision)
+        except storage.ConflictError:
+            raise _Retry() from None
+        except storage.NotFoundError:
+            raise errors.not_found(res.plural, res.group, current.obj["metadata"]["name"]) from None
+        out = copy.deepcopy(last)
+        out["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        for cb in self.on_deleted:
+            cb(res, out)
+        return out
+
+    async def delete(
+        self, res: registry.Resource, namespace: str, name: str, opts: DeleteOptions
+    ) -> tuple[Obj, bool]:
+        """Returns (object, deleted_now). Objects with finalizers, namespaces and pods bound to
+        a node are only marked (deletionTimestamp) and stay until released."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            await self.consistent()
+            current = self.peek(res, namespace, name)
+            if current is None:
+                raise errors.not_found(res.plural, res.group, name)
+            cmeta = current.obj["metadata"]
+            if opts.precondition_uid and opts.precondition_uid != cmeta.get("uid"):
+                raise errors.conflict(
+                    res.plural,
+                    res.group,
+                    name,
+                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                    f"UID in object meta: {cmeta.get('uid')}",
+                )
+            if opts.precondition_rv and opts.precondition_rv != cmeta.get("resourceVersion"):
+                raise errors.conflict(
+                    res.plural,
+                    res.group,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: "
+                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                    f"{cmeta.get('resourceVersion')}",
+                )
+            grace = self.hooks.grace_period(res, current.obj, opts.grace_period)
+            finalizers = list(cmeta.get("finalizers") or [])
+            if res.kind == "Namespace" and not res.group:
+                finalizers += (current.obj.get("spec") or {}).get("finalizers") or []
+            if not finalizers and grace == 0:
+                try:
+                    return await self._delete_now(res, current, current.obj, opts.dry_run), True
+                except _Retry:
+                    continue
+            new = copy.deepcopy(current.obj)
+            nmeta = new["metadata"]
+            if not nmeta.get("deletionTimestamp"):
+                when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace)
+                nmeta["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+                nmeta["deletionGracePeriodSeconds"] = grace
+            elif grace < int(nmeta.get("deletionGracePeriodSeconds") or 0):
+                nmeta["deletionGracePeriodSeconds"] = grace  # shortening is allowed
+            else:
+                return current.obj, False
+            self.hooks.mark_deleting(res, new)
+            if opts.dry_run:
+                return new, False
+            try:
+                nmeta.pop("resourceVersion", None)
+                kv = await self.backend.update(current.key, orjson.dumps(new), current.revision)
+            except storage.ConflictError:
+                continue
+            nmeta["resourceVersion"] = str(kv.mod_revision)
+            return new, False
+        raise errors.stale_conflict(res.plural, res.group, name)
+
+
+class _Retry(Exception):
+    """The object changed between read and write; the caller re-reads."""
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        n = int(rv)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version "{rv}"') from None

@@ -1,0 +1,140 @@
+"""Watch streaming: replays what a client missed (from the watch cache's window, else from the
+backend's history), then streams live events from its `Watcher` queue as newline-delimited
+JSON, with bookmarks, `timeoutSeconds`, and an `ERROR` event carrying `410 Expired` when the
+requested revision has been compacted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import orjson
+from aiohttp import web
+
+from kybern import storage
+from kybern.api import errors, registry
+from kybern.apiserver import cache as cachemod
+from kybern.apiserver import codec
+from kybern.apiserver import store as storemod
+
+BOOKMARK_INTERVAL = 5.0
+DEFAULT_TIMEOUT = (1800, 3600)
+
+
+def _error_frame(err: errors.StatusError) -> bytes:
+    return orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"
+
+
+async def serve(
+    request: web.Request,
+    st: storemod.Store,
+    res: registry.Resource,
+    namespace: str,
+    name_selector: str = "",
+) -> web.StreamResponse:
+    q = request.query
+    fields = q.get("fieldSelector", "")
+    if name_selector:  # the legacy /watch/.../NAME form
+        fields = ",".join(f for f in (fields, f"metadata.name={name_selector}") if f)
+    flt = st.make_filter(res, q.get("labelSelector", ""), fields)
+    rv = q.get("resourceVersion", "")
+    bookmarks = codec.bool_param(request, "allowWatchBookmarks")
+    timeout = codec.int_param(request, "timeoutSeconds")
+    if timeout is None or timeout <= 0:
+        timeout = random.randint(*DEFAULT_TIMEOUT)
+    since = 0
+    if rv not in ("", "0"):
+        try:
+            since = int(rv)
+        except ValueError:
+            raise errors.bad_request(f'invalid resource version "{rv}"') from None
+    if rv == "":
+        await st.consistent()
+    elif since > st.cacher.revision and not await st.cacher.wait_revision(since, 3.0):
+        raise errors.timeout(f"Too large resource version: {since}, current: {st.cacher.revision}")
+
+    rc = st.cacher.get(res.key_prefix)
+    watcher = cachemod.Watcher(namespace if res.namespaced else "", flt)
+    rc.watchers.add(watcher)  # from here on, live events queue up
+    initial: list[bytes] = []
+    sent = st.cacher.revision
+    backlog: list[cachemod.WatchEvent] | None = []
+    if rv in ("", "0"):
+        for o in rc.items(watcher.namespace):
+            if flt is None or flt(o):
+                initial.append(b'{"type":"ADDED","object":%s}\n' % o.json)
+    else:
+        backlog = rc.events_after(since)
+        sent = since
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    try:
+        await resp.prepare(request)
+        if initial:
+            await resp.write(b"".join(initial))
+        if backlog is None:  # older than the window: ask the backend
+            try:
+                evs = await st.backend.events_since(res.namespace_prefix(watcher.namespace), since)
+            except storage.CompactedError as e:
+                await resp.write(
+                    _error_frame(
+                        errors.gone(f"too old resource version: {since} ({e.compact_revision})")
+                    )
+                )
+                return resp
+            backlog = [cachemod.to_watch_event(e) for e in evs]
+        for ev in backlog:
+            if watcher.namespace and ev.obj.namespace != watcher.namespace:
+                continue
+            out = cachemod.translate(ev, flt)
+            if out is not None:
+                await resp.write(out.json)
+            sent = max(sent, ev.revision)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            wait = min(left, BOOKMARK_INTERVAL) if bookmarks else left
+            try:
+                live: cachemod.WatchEvent | None = await asyncio.wait_for(watcher.queue.get(), wait)
+            except TimeoutError:
+                if bookmarks and time.monotonic() < deadline:
+                    rev = max(sent, st.cacher.revision) if watcher.queue.empty() else sent
+                    await resp.write(
+                        orjson.dumps(
+                            {
+                                "type": "BOOKMARK",
+                                "object": {
+                                    "kind": res.kind,
+                                    "apiVersion": res.api_version,
+                                    "metadata": {"resourceVersion": str(rev)},
+                                },
+                            }
+                        )
+                        + b"\n"
+                    )
+                continue
+            if live is None:  # dropped: too slow, or the server is stopping
+                break
+            if live.revision <= sent:
+                continue
+            sent = live.revision
+            chunk = [live.json]
+            while not watcher.queue.empty():  # batch what is already queued
+                nxt = watcher.queue.get_nowait()
+                if nxt is None:
+                    break
+                if nxt.revision > sent:
+                    sent = nxt.revision
+                    chunk.append(nxt.json)
+            await resp.write(b"".join(chunk))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        rc.watchers.discard(watcher)
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await resp.write_eof()
+    return resp

@@ -1,0 +1,1 @@
+"""The `kybern` multi-call command: parses flags, wires components, nothing else."""

@@ -1,0 +1,117 @@
+"""Entry point of the `kybern` command: `kybern server` (control plane) and `kybern up` (a whole
+one-node cluster in one process). Each command has a `run_*` coroutine; flags live here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from kybern.apiserver import certs, server
+from kybern.cli import logs
+
+log = logging.getLogger("kybern")
+
+
+def _common(p: argparse.ArgumentParser, default_dir: str | None) -> None:
+    p.add_argument(
+        "--data-dir",
+        default=default_dir,
+        required=default_dir is None,
+        help="state, certificates and kubeconfig live here",
+    )
+    p.add_argument("--bind-address", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=6443, help="HTTPS port; 0 picks a free one")
+    p.add_argument(
+        "--datastore-endpoint", default="", help="sqlite:///PATH (default: DATA_DIR/state.db)"
+    )
+    p.add_argument("--service-cidr", default="10.96.0.0/12")
+    p.add_argument(
+        "--tls-san",
+        action="append",
+        default=[],
+        help="extra host name or IP for the serving certificate",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kybern", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run a whole one-node cluster in this process")
+    _common(up, str(Path.home() / ".kybern"))
+    srv = sub.add_parser("server", help="run the control plane")
+    _common(srv, None)
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+async def run_server(args: argparse.Namespace, *, up: bool) -> int:
+    data_dir: Path = args.data_dir
+    cfg = server.Config(
+        data_dir=data_dir,
+        bind_address=args.bind_address,
+        port=args.port,
+        datastore_endpoint=args.datastore_endpoint,
+        service_cidr=args.service_cidr,
+        advertise_hosts=tuple(args.tls_san),
+    )
+    api = server.APIServer(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await api.start()
+    except (OSError, ValueError) as e:
+        log.error("cannot start: %s", e)
+        await api.stop()
+        return 1
+    assert api.pki is not None
+    kubeconfig = data_dir / "kubeconfig"
+    await asyncio.to_thread(certs.write_kubeconfig, kubeconfig, server_url=api.url, pki=api.pki)
+    log.info(
+        "kybern %s is ready at %s; kubeconfig: %s",
+        "cluster" if up else "server",
+        api.url,
+        kubeconfig,
+    )
+    if up:
+        print(
+            f"kybern is up. Point kubectl at it with:\n  export KUBECONFIG={kubeconfig}\n"
+            f"  kubectl get namespaces",
+            file=sys.stderr,
+            flush=True,
+        )
+    await stop.wait()
+    log.info("stopping")
+    try:
+        await asyncio.wait_for(api.stop(), 4.5)
+    except TimeoutError:
+        log.warning("stop took too long; exiting anyway")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command == "version":
+        from kybern import __version__
+
+        print(f"kybern {__version__}")
+        return
+    logs.setup(args.verbose)
+    args.data_dir = Path(os.path.abspath(os.path.expanduser(args.data_dir)))
+    coro = run_server(args, up=args.command == "up")
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        sys.exit(asyncio.run(coro))
+    sys.exit(uvloop.run(coro))
+
+
+if __name__ == "__main__":
+    main()
