@@ -492,8 +492,9 @@ def apply_strategic_merge_patch(
 
     Differences from kube-apiserver, all for malformed patches: errors it reports as 500
     (missing merge key, mixed list element types, bad `$setElementOrder` order) are 400 here,
-    and directive markers never leak into the result (`$patch: replace` content, new list
-    elements and replaced lists are cleaned of directives and nulls)."""
+    and directive markers never leak into the result (`$patch: replace` content and new map
+    values or list elements are merged into empty values, which drops directives and nulls;
+    lists without a merge strategy drop `$patch` elements). Unknown fields merge by default."""
     if not isinstance(patch, Mapping):
         raise errors.bad_request(
             f"json: cannot unmarshal {_go_type(patch)} into Go value of type "

@@ -383,7 +383,7 @@ def parse_labels(text: str) -> LabelSelector:
 
     Raises `errors.bad_request` with apimachinery's message, e.g. `unable to parse requirement:
     <nil>: Invalid value: "a b": ...` or `found 'x', expected: ',' or 'end of string'`."""
-    if not text.strip():
+    if not text.strip(" \t\r\n"):
         return _EVERYTHING
     try:
         reqs = _Parser(text).parse()
@@ -406,7 +406,7 @@ def from_label_selector_object(sel: Mapping[str, Any] | None) -> LabelSelector:
         isinstance(labels, Mapping)
         and all(isinstance(v, str) for v in labels.values())
         and isinstance(exprs, list)
-        and all(isinstance(e, Mapping) for e in exprs)
+        and all(isinstance(e, Mapping) and isinstance(e.get("key", ""), str) for e in exprs)
         and all(isinstance(e.get("values") or [], list) for e in exprs)
         and all(isinstance(v, str) for e in exprs for v in e.get("values") or [])
     ):
@@ -414,9 +414,10 @@ def from_label_selector_object(sel: Mapping[str, Any] | None) -> LabelSelector:
     reqs = [new_requirement(k, EQUALS, [labels[k]]) for k in sorted(labels)]
     for expr in exprs:
         op = expr.get("operator")
-        if op not in _EXPR_OPS:
-            raise errors.bad_request(f"{_go_quote(str(op))} is not a valid label selector operator")
-        reqs.append(new_requirement(str(expr.get("key")), _EXPR_OPS[op], expr.get("values") or []))
+        if not isinstance(op, str) or op not in _EXPR_OPS:
+            shown = _go_quote(op if isinstance(op, str) else "")
+            raise errors.bad_request(f"{shown} is not a valid label selector operator")
+        reqs.append(new_requirement(expr.get("key", ""), _EXPR_OPS[op], expr.get("values") or []))
     return LabelSelector(reqs) if reqs else _EVERYTHING
 
 
@@ -565,9 +566,7 @@ def field_value(obj: Mapping[str, Any], path: str) -> str:
     """The string value at a dotted path (`spec.nodeName`), "" when missing or not a scalar."""
     cur: Any = obj
     for part in _split_path(path):
-        if not isinstance(cur, Mapping):
-            return ""
-        cur = cur.get(part)
+        cur = cur.get(part) if isinstance(cur, dict) or isinstance(cur, Mapping) else None
     return _field_string(cur)
 
 
@@ -580,10 +579,14 @@ def object_fields(obj: Mapping[str, Any], extra: FieldsSpec = ()) -> dict[str, s
     """The field set a field selector is matched against: always `metadata.name` and
     `metadata.namespace`, plus `extra` given as dotted paths (field name == path), a mapping of
     field name -> dotted path, or a callable returning additional fields. Missing -> ""."""
-    out = {f: field_value(obj, f) for f in ("metadata.name", "metadata.namespace")}
+    out = {"metadata.name": field_value(obj, "metadata.name")}
+    out["metadata.namespace"] = field_value(obj, "metadata.namespace")
     if callable(extra):
         out.update(extra(obj))
+    elif isinstance(extra, Mapping):
+        for name, path in extra.items():
+            out[name] = field_value(obj, path)
     else:
-        pairs = extra.items() if isinstance(extra, Mapping) else ((p, p) for p in extra)
-        out.update((name, field_value(obj, path)) for name, path in pairs)
+        for path in extra:
+            out[path] = field_value(obj, path)
     return out

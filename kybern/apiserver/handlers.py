@@ -137,11 +137,9 @@ class ApiHandler:
         out, unknown = schema.normalize(res.group, res.version, res.kind, obj)
         if unknown:
             if mode == "Strict":
-                raise errors.bad_request(
-                    "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown)
-                )
+                raise schema.strict_error(res.version, res.kind, unknown)
             if mode == "Warn":
-                warnings.extend(f'unknown field "{u}"' for u in unknown)
+                warnings.extend(schema.unknown_field_warnings(unknown))
         return out
 
     async def _read_object(
