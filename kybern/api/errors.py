@@ -236,3 +236,22 @@ def service_unavailable(message: str) -> StatusError:
 
 def timeout(message: str) -> StatusError:
     return StatusError(504, "Timeout", message)
+
+
+def from_status(status: dict[str, Any], http_code: int) -> StatusError:
+    """The error a client received: rebuild a StatusError from a `Status` body."""
+    details = status.get("details") or {}
+    causes = [
+        FieldError(c.get("reason", ""), c.get("field", ""), c.get("message", ""))
+        for c in details.get("causes") or []
+    ]
+    return StatusError(
+        int(status.get("code") or http_code),
+        str(status.get("reason") or "Unknown"),
+        str(status.get("message") or ""),
+        group=details.get("group", ""),
+        kind=details.get("kind", ""),
+        name=details.get("name", ""),
+        causes=causes,
+        retry_after=int(details.get("retryAfterSeconds") or 0),
+    )

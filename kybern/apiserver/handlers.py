@@ -236,16 +236,9 @@ class ApiHandler:
                 )
         elif not isinstance(doc, dict):
             raise errors.bad_request("the patch is not a JSON object")
-        meta = None
+        meta = patch.OBJECT_META_PATCH
         if mtype == "application/strategic-merge-patch+json":
-            meta = patch.BUILTIN_PATCH_META.get(res.kind) if not res.crd else None
-            if res.crd:
-                raise errors.StatusError(
-                    415,
-                    "UnsupportedMediaType",
-                    "strategic merge patch is not supported for custom resources; use "
-                    "--type=merge or --type=json",
-                )
+            meta = patch.strategic_patch_meta(res.kind, custom=res.crd)
 
         def apply(current: Obj) -> Obj:
             if mtype == "application/json-patch+json":
@@ -253,7 +246,7 @@ class ApiHandler:
             elif mtype == "application/merge-patch+json":
                 out = patch.apply_merge_patch(current, doc)
             else:
-                out = patch.apply_strategic_merge_patch(current, doc, meta or patch.PatchMeta())
+                out = patch.apply_strategic_merge_patch(current, doc, meta)
             if not isinstance(out, dict):
                 raise errors.bad_request("the patch result is not an object")
             warnings.clear()

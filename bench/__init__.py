@@ -1,0 +1,1 @@
+"""Benchmarks of kybern; run `python -m bench.api` (see docs/benchmarks.md)."""
