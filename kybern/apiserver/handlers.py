@@ -281,6 +281,8 @@ class ApiHandler:
             opts.precondition_uid = pre.get("uid") or ""
             opts.precondition_rv = pre.get("resourceVersion") or ""
             opts.propagation = doc.get("propagationPolicy") or opts.propagation
+            if doc.get("orphanDependents") is not None and not opts.propagation:
+                opts.propagation = "Orphan" if doc["orphanDependents"] else "Background"
             if doc.get("dryRun"):
                 opts.dry_run = doc["dryRun"] == ["All"]
         if opts.propagation and opts.propagation not in ("Orphan", "Background", "Foreground"):

@@ -461,7 +461,11 @@ class Store:
                     f"{cmeta.get('resourceVersion')}",
                 )
             grace = self.hooks.grace_period(res, current.obj, opts.grace_period)
-            finalizers = list(cmeta.get("finalizers") or [])
+            own = list(cmeta.get("finalizers") or [])
+            gc = _GC_FINALIZERS.get(opts.propagation, "")
+            if gc:  # the garbage collector deletes (Foreground) or releases (Orphan) dependents
+                own = [f for f in own if f not in _GC_FINALIZERS.values()] + [gc]
+            finalizers = list(own)
             if res.kind == "Namespace" and not res.group:
                 finalizers += (current.obj.get("spec") or {}).get("finalizers") or []
             if not finalizers and grace == 0:
@@ -477,8 +481,10 @@ class Store:
                 nmeta["deletionGracePeriodSeconds"] = grace
             elif grace < int(nmeta.get("deletionGracePeriodSeconds") or 0):
                 nmeta["deletionGracePeriodSeconds"] = grace  # shortening is allowed
-            else:
+            elif own == list(cmeta.get("finalizers") or []):
                 return current.obj, False
+            if own:
+                nmeta["finalizers"] = own
             self.hooks.mark_deleting(res, new)
             if opts.dry_run:
                 return new, False
@@ -490,6 +496,9 @@ class Store:
             nmeta["resourceVersion"] = str(kv.mod_revision)
             return new, False
         raise errors.stale_conflict(res.plural, res.group, name)
+
+
+_GC_FINALIZERS = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}
 
 
 class _Retry(Exception):

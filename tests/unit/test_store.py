@@ -195,3 +195,22 @@ async def test_filtered_watcher_sees_objects_leave_and_enter(st: storemod.Store)
         assert ev is not None
         types.append(ev.type)
     assert types == ["ADDED", "DELETED"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "finalizer"), [("Foreground", "foregroundDeletion"), ("Orphan", "orphan")]
+)
+async def test_propagation_policy_adds_gc_finalizer(
+    st: storemod.Store, policy: str, finalizer: str
+) -> None:
+    await st.create(DEPLOY, "d", deployment("web"))
+    marked, gone = await st.delete(DEPLOY, "d", "web", storemod.DeleteOptions(propagation=policy))
+    assert not gone
+    assert marked["metadata"]["finalizers"] == [finalizer]
+    assert marked["metadata"]["deletionTimestamp"]
+
+
+async def test_background_deletes_at_once(st: storemod.Store) -> None:
+    await st.create(DEPLOY, "d", deployment("web"))
+    _, gone = await st.delete(DEPLOY, "d", "web", storemod.DeleteOptions(propagation="Background"))
+    assert gone and st.peek(DEPLOY, "d", "web") is None
