@@ -112,6 +112,71 @@ class Discovery:
             "resources": out,
         }
 
+    def aggregated(self, path: str, version: str) -> bytes | None:
+        """`apidiscovery.k8s.io/<version>` APIGroupDiscoveryList for `/api` or `/apis`."""
+        self._refresh()
+        key = f"{path}#{version}"
+        doc = self._docs.get(key)
+        if doc is None:
+            if path not in ("/api", "/apis"):
+                return None
+            gvs = self.registry.group_versions()
+            groups = [""] if path == "/api" else sorted((g for g in gvs if g), key=_group_key)
+            items = []
+            for g in groups:
+                versions = [
+                    {
+                        "version": v,
+                        "resources": self._aggregated_resources(g, v),
+                        "freshness": "Current",
+                    }
+                    for v in gvs.get(g, [])
+                ]
+                items.append({"metadata": {"name": g} if g else {}, "versions": versions})
+            doc = orjson.dumps(
+                {
+                    "kind": "APIGroupDiscoveryList",
+                    "apiVersion": f"apidiscovery.k8s.io/{version}",
+                    "metadata": {},
+                    "items": items,
+                }
+            )
+            self._docs[key] = doc
+        return doc
+
+    def _aggregated_resources(self, group: str, version: str) -> list[dict[str, Any]]:
+        out = []
+        for r in sorted(self.registry.resources_in(group, version), key=lambda r: r.plural):
+            entry: dict[str, Any] = {
+                "resource": r.plural,
+                "responseKind": {"group": group, "version": version, "kind": r.kind},
+                "scope": "Namespaced" if r.namespaced else "Cluster",
+                "singularResource": r.singular_name,
+                "verbs": list(r.verbs),
+            }
+            if r.short_names:
+                entry["shortNames"] = list(r.short_names)
+            if r.categories:
+                entry["categories"] = list(r.categories)
+            subs = []
+            for sub in sorted(r.subresources):
+                sg, sv, sk, verbs = _SUBRESOURCES[sub]
+                subs.append(
+                    {
+                        "subresource": sub,
+                        "responseKind": {
+                            "group": sg if sg else group,
+                            "version": sv if sg else version,
+                            "kind": sk or r.kind,
+                        },
+                        "verbs": verbs,
+                    }
+                )
+            if subs:
+                entry["subresources"] = subs
+            out.append(entry)
+        return out
+
     def document(self, path: str) -> bytes | None:
         self._refresh()
         return self._docs.get(path.rstrip("/") or path)

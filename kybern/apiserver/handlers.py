@@ -106,6 +106,19 @@ class ApiHandler:
     def _discovery(self, request: web.Request, path: str) -> web.Response:
         if request.method != "GET":
             raise errors.method_not_allowed()
+        version = _aggregated_version(request.headers.get("Accept", ""))
+        if version:
+            doc = self.discovery.aggregated(path.rstrip("/"), version)
+            if doc is not None:
+                return web.Response(
+                    body=doc,
+                    headers={
+                        "Content-Type": (
+                            f"application/json;g=apidiscovery.k8s.io;v={version};"
+                            "as=APIGroupDiscoveryList"
+                        )
+                    },
+                )
         doc = self.discovery.document(path)
         if doc is None:
             raise NOT_FOUND
@@ -489,3 +502,18 @@ def to_scale(obj: Obj) -> Obj:
         "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
         "status": {"replicas": status.get("replicas", 0), "selector": selector},
     }
+
+
+def _aggregated_version(accept: str) -> str:
+    """The apidiscovery version the client asks for first in `Accept`, or ""."""
+    for part in accept.split(","):
+        params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
+        if (
+            params.get("g") == "apidiscovery.k8s.io"
+            and params.get("as") == "APIGroupDiscoveryList"
+            and params.get("v") in ("v2", "v2beta1")
+        ):
+            return params["v"]
+        if part.split(";")[0].strip() in ("application/json", "*/*"):
+            return ""
+    return ""
