@@ -200,8 +200,10 @@ class Cacher:
         cache = ResourceCache(prefix)
         self._caches[prefix] = cache  # live events from now on land here
         res = await self.backend.list(prefix)
+        # live events that arrived during the list are newer than the snapshot
+        touched = {ev.obj.key for ev in cache.events}
         for kv in res.items:
-            if kv.key not in cache.objects:  # a newer live event may have arrived meanwhile
+            if kv.key not in touched:
                 obj = decode(kv)
                 cache.objects[kv.key] = obj
                 cache.by_namespace.setdefault(obj.namespace, {})[kv.key] = obj

@@ -117,8 +117,8 @@ class CRDLoop(Loop):
         if self.served.get(name) != wanted:
             self._unserve(name)
             for r in wanted:
-                self.store.registry.add(r)
                 await self.store.cacher.add_resource(r.key_prefix)
+                self.store.registry.add(r)
             self.served[name] = wanted
         await self._set_conditions(crd, "")
 
