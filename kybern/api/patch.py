@@ -4,8 +4,9 @@ Invalid), `apply_merge_patch` (RFC 7386, plus `create_merge_patch` to diff two d
 `apply_strategic_merge_patch`, Kubernetes' strategic merge patch driven by a `PatchMeta` table of
 per-field `(patchStrategy, patchMergeKey)`: keyed list merges with `$setElementOrder` ordering,
 primitive list unions, `$patch: replace|delete|merge`, `$retainKeys` and
-`$deleteFromPrimitiveList`. `BUILTIN_PATCH_META` covers the built-in kinds; custom resources get
-415 from `strategic_patch_meta`, as in Kubernetes. Inputs are never mutated."""
+`$deleteFromPrimitiveList`. `strategic_patch_meta` derives the table of a built-in kind from the
+Kubernetes definitions (`kybern.api.definitions`); the hand-written `BUILTIN_PATCH_META` is the
+fallback without them; custom resources get 415, as in Kubernetes. Inputs are never mutated."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kybern.api import errors
+from kybern.api import definitions, errors
 
 _MISSING: Any = object()
 
@@ -567,10 +568,15 @@ BUILTIN_PATCH_META: dict[str, PatchMeta] = {kind: PatchMeta(t) for kind, t in _T
 OBJECT_META_PATCH = PatchMeta(_META)
 
 
-def strategic_patch_meta(kind: str, *, custom: bool = False) -> PatchMeta:
-    """The `PatchMeta` for a kind. Custom resources have no Go struct tags, so kube-apiserver
-    refuses strategic merge patch for them with 415 UnsupportedMediaType; so does `custom=True`
-    here. Built-in kinds missing from `BUILTIN_PATCH_META` get `OBJECT_META_PATCH`."""
+_DERIVED: dict[tuple[str, str | None, str | None], PatchMeta] = {}
+
+
+def strategic_patch_meta(
+    kind: str, *, custom: bool = False, group: str | None = None, version: str | None = None
+) -> PatchMeta:
+    """A kind's `PatchMeta` from the 1.32 definitions (patch strategies = Go struct tags), cached;
+    `group`/`version` pick among same-named kinds. Unknown kinds: `BUILTIN_PATCH_META` or
+    `OBJECT_META_PATCH`. Custom resources (`custom=True`): 415, as from kube-apiserver."""
     if custom:
         raise errors.StatusError(
             415,
@@ -579,4 +585,15 @@ def strategic_patch_meta(kind: str, *, custom: bool = False) -> PatchMeta:
             "application/json-patch+json, application/merge-patch+json, "
             "application/apply-patch+yaml",
         )
-    return BUILTIN_PATCH_META.get(kind, OBJECT_META_PATCH)
+    meta = _DERIVED.get((kind, group, version))
+    if meta is None:
+        try:
+            defs = definitions.load()
+        except definitions.DefinitionsUnavailable:
+            return BUILTIN_PATCH_META.get(kind, OBJECT_META_PATCH)
+        name = defs.name_of(group, version, kind) if group is not None and version else None
+        fields = defs.patch_fields(name) if name else defs.kind_patch_fields(kind, group)
+        known = BUILTIN_PATCH_META.get(kind, OBJECT_META_PATCH)
+        meta = known if fields is None or known.fields == fields else PatchMeta(fields)
+        _DERIVED[(kind, group, version)] = meta
+    return meta

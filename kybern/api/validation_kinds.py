@@ -479,8 +479,13 @@ def _spec_errors(kind: str, obj: dict[str, Any]) -> FieldErrors:
 
 def validate(kind: str, obj: dict[str, Any]) -> FieldErrors:
     meta = _d(obj.get("metadata"))
-    errs = v.validate_finalizer_names(meta.get("finalizers"), "metadata.finalizers", False)
+    errs: FieldErrors = []
+    if kind not in _GENERIC_META_KINDS:  # core's rule; apiextensions/aggregator use the generic
+        errs = v.validate_finalizer_names(meta.get("finalizers"), "metadata.finalizers", False)
     return errs + _spec_errors(kind, obj)
+
+
+_GENERIC_META_KINDS = frozenset({"CustomResourceDefinition", "APIService"})
 
 
 # ---------------------------------------------------------------- updates

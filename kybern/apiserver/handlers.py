@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kybern.api import errors, patch, registry, schema
-from kybern.apiserver import codec, discovery, openapi, watch
+from kybern.apiserver import codec, discovery, openapi, tables, watch
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -23,13 +23,16 @@ class ApiHandler:
         self.store = st
         self.registry = reg
         self.discovery = discovery.Discovery(reg)
-        self.openapi = openapi.OpenAPI(reg)
+        self.openapi = openapi.OpenAPI(reg, openapi.crds_in(st))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        negotiated = codec.negotiate(request)
         try:
             return await self._dispatch(request)
         except errors.StatusError as e:
             return codec.status_response(e)
+        finally:
+            codec.reset_negotiated(negotiated)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
@@ -43,13 +46,8 @@ class ApiHandler:
             if len(parts) < 3:
                 return self._discovery(request, "/" + "/".join(parts))
             group, version, rest = parts[1], parts[2], parts[3:]
-        elif parts[0] == "openapi" and len(parts) > 1 and parts[1] == "v3":
-            if request.method != "GET":
-                raise errors.method_not_allowed()
-            doc = self.openapi.document(request.path)
-            if doc is None:
-                raise NOT_FOUND
-            return codec.raw_json_response(doc)
+        elif parts[0] == "openapi":
+            return await self.openapi.serve(request)
         else:
             raise NOT_FOUND
         if not rest:
@@ -71,6 +69,7 @@ class ApiHandler:
             raise NOT_FOUND
         if res.namespaced and name and not namespace:
             raise NOT_FOUND
+        codec.check_acceptable(res.api_version, res.kind)
         method = request.method
         if watching or (method == "GET" and codec.bool_param(request, "watch")):
             if sub or method != "GET":
@@ -93,8 +92,11 @@ class ApiHandler:
                 return await self._delete_collection(request, res, namespace)
             raise errors.method_not_allowed()
         if method == "GET":
+            as_table = tables.wanted(request, res)
             o = await self.store.get(res, namespace, name)
-            return codec.raw_json_response(o.json)
+            if as_table:
+                return tables.object_response(request, self.store, res, o, as_table)
+            return codec.object_response(o)
         if method == "PUT":
             return await self._update(request, res, namespace, name, "")
         if method == "PATCH":
@@ -127,9 +129,15 @@ class ApiHandler:
     # ---- body handling -----------------------------------------------------------------
 
     def _normalize(
-        self, request: web.Request, res: registry.Resource, obj: Obj, warnings: list[str]
+        self,
+        request: web.Request,
+        res: registry.Resource,
+        obj: Obj,
+        warnings: list[str],
+        typed: bool = False,
     ) -> Obj:
-        """Check apiVersion/kind and drop unknown fields, reporting them per fieldValidation."""
+        """Check apiVersion/kind and drop unknown fields, reporting them per fieldValidation
+        (`typed`: decoded from protobuf, which holds only known fields of the right types)."""
         av, kind = obj.get("apiVersion"), obj.get("kind")
         if not kind:
             raise errors.bad_request("Object 'Kind' is missing in the request body")
@@ -145,7 +153,7 @@ class ApiHandler:
                 f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
             )
         mode = codec.field_validation(request)
-        if res.crd or not schema.has_schema(res.group, res.version, res.kind):
+        if res.crd or typed or not schema.has_schema(res.group, res.version, res.kind):
             return obj
         out, unknown = schema.normalize(res.group, res.version, res.kind, obj)
         if unknown:
@@ -159,8 +167,9 @@ class ApiHandler:
         self, request: web.Request, res: registry.Resource, warnings: list[str]
     ) -> Obj:
         body = await codec.read_body(request)
-        obj = codec.decode_object(body, codec.media_type(request))
-        return self._normalize(request, res, obj, warnings)
+        mtype = codec.media_type(request)
+        obj = codec.decode_object(body, mtype)
+        return self._normalize(request, res, obj, warnings, typed=mtype == codec.PROTOBUF)
 
     @staticmethod
     def _reply(data: Obj, status: int, warnings: list[str]) -> web.Response:
@@ -179,6 +188,7 @@ class ApiHandler:
         self, request: web.Request, res: registry.Resource, namespace: str
     ) -> web.Response:
         q = request.query
+        as_table = tables.wanted(request, res)
         limit = codec.int_param(request, "limit") or 0
         opts = storemod.ListOptions(
             label_selector=q.get("labelSelector", ""),
@@ -189,6 +199,11 @@ class ApiHandler:
             resource_version_match=q.get("resourceVersionMatch", ""),
         )
         result = await self.store.list(res, namespace, opts)
+        if as_table:
+            return tables.list_response(request, self.store, res, result, as_table)
+        pb = codec.protobuf_list(res.api_version, res.list_kind, result)
+        if pb is not None:
+            return pb
         meta = b'"resourceVersion":"%d"' % result.revision
         if result.continue_token:
             meta += b',"continue":"%s"' % result.continue_token.encode()
@@ -251,7 +266,9 @@ class ApiHandler:
             raise errors.bad_request("the patch is not a JSON object")
         meta = patch.OBJECT_META_PATCH
         if mtype == "application/strategic-merge-patch+json":
-            meta = patch.strategic_patch_meta(res.kind, custom=res.crd)
+            meta = patch.strategic_patch_meta(
+                res.kind, group=res.group, version=res.version, custom=res.crd
+            )
 
         def apply(current: Obj) -> Obj:
             if mtype == "application/json-patch+json":
@@ -371,7 +388,7 @@ class ApiHandler:
         method = request.method
         if sub == "status":
             if method == "GET":
-                return codec.raw_json_response((await self.store.get(res, namespace, name)).json)
+                return codec.object_response(await self.store.get(res, namespace, name))
             if method == "PUT":
                 return await self._update(request, res, namespace, name, "status")
             if method == "PATCH":
@@ -406,7 +423,7 @@ class ApiHandler:
 
         def mutate(current: Obj) -> Obj:
             s = desired(to_scale(current))
-            replicas = (s.get("spec") or {}).get("replicas")
+            replicas = (s.get("spec") or {}).get("replicas", 0)  # omitted when scaled to 0
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.invalid(
                     "Scale",
