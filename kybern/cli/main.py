@@ -9,10 +9,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from kybern.apiserver import certs, server
-from kybern.cli import logs
+from kybern.cli import cni, logs, simnodes
 
 log = logging.getLogger("kybern")
 
@@ -47,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("server", help="run the control plane")
     _common(srv, None)
     sub.add_parser("version", help="print the version")
+    cni.add_parser(sub)
+    simnodes.add_parser(sub)
     return p
 
 
@@ -96,6 +100,14 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
     return 0
 
 
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "version":
@@ -103,14 +115,13 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"kybern {__version__}")
         return
-    logs.setup(args.verbose)
+    if args.command == "cni":
+        sys.exit(cni.run(args))
+    logs.setup(getattr(args, "verbose", False))
+    if args.command == "sim-nodes":
+        sys.exit(_run(simnodes.run(args)))
     args.data_dir = Path(os.path.abspath(os.path.expanduser(args.data_dir)))
-    coro = run_server(args, up=args.command == "up")
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        sys.exit(asyncio.run(coro))
-    sys.exit(uvloop.run(coro))
+    sys.exit(_run(run_server(args, up=args.command == "up")))
 
 
 if __name__ == "__main__":
