@@ -37,6 +37,7 @@ class Resource:
     field_selectors: tuple[str, ...] = ()  # beyond metadata.name / metadata.namespace
     has_spec: bool = True  # generation is bumped on changes outside metadata/status
     crd: bool = False
+    virtual: bool = False  # answered by the server, never stored (reviews)
     list_kind_name: str = ""
     storage_group: str = field(default="")  # set when storage differs from group
 
@@ -147,7 +148,14 @@ BUILTIN: tuple[Resource, ...] = (
     _r("v1", "Endpoints", "endpoints", short_names=("ep",), has_spec=False),
     _r("v1", "ConfigMap", "configmaps", short_names=("cm",), has_spec=False),
     _r("v1", "Secret", "secrets", field_selectors=("type",), has_spec=False),
-    _r("v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), has_spec=False),
+    _r(
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        short_names=("sa",),
+        has_spec=False,
+        subresources=frozenset({"token"}),
+    ),
     _r(
         "v1",
         "Event",

@@ -77,6 +77,11 @@ class Pki:
         return self.dir / "admin.key"
 
     @property
+    def sa_key(self) -> Path:
+        """The key that signs service account tokens (ES256)."""
+        return self.dir / "sa.key"
+
+    @property
     def token_file(self) -> Path:
         return self.dir / "token"
 
@@ -279,6 +284,8 @@ def ensure_pki(dir: Path, *, hosts: list[str]) -> Pki:
         cert, key = _issue(ca_cert, ca_key, _name(ADMIN_USER, ADMIN_GROUPS), server=False)
         _write_atomic(pki.admin_key, _key_pem(key), 0o600)
         _write_atomic(pki.admin_cert, _cert_pem(cert), 0o644)
+    if not pki.sa_key.exists():
+        _write_atomic(pki.sa_key, _key_pem(ec.generate_private_key(ec.SECP256R1())), 0o600)
     if not pki.token_file.exists() or not pki.token_file.read_text().strip():
         _write_atomic(pki.token_file, (secrets.token_urlsafe(32) + "\n").encode(), 0o600)
     return pki

@@ -39,6 +39,7 @@ _SUBRESOURCES: dict[str, tuple[str, str, str, list[str]]] = {
     "binding": ("", "", "Binding", ["create"]),
     "eviction": ("policy", "v1", "Eviction", ["create"]),
     "finalize": ("", "", "", ["update"]),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
 }
 
 

@@ -21,7 +21,7 @@ import kybern
 from kybern import storage
 from kybern.api import errors, registry
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import certs, codec, controllers, handlers, strategy
+from kybern.apiserver import certs, codec, controllers, handlers, reviews, strategy, tokens
 from kybern.apiserver import store as storemod
 
 log = logging.getLogger("kybern.apiserver")
@@ -45,7 +45,7 @@ class APIServer:
         self.data_dir = cfg.data_dir
         url = cfg.datastore_endpoint or f"sqlite://{(cfg.data_dir / 'state.db').resolve()}"
         self.backend = storage.open_backend(url)
-        self.registry = registry.Registry()
+        self.registry = registry.Registry((*registry.BUILTIN, *reviews.VIRTUAL))
         self.cacher = cachemod.Cacher(self.backend)
         self.hooks = strategy.BuiltinHooks(self.cacher, cfg.service_cidr)
         self.store = storemod.Store(self.backend, self.cacher, self.registry, self.hooks)
@@ -71,7 +71,10 @@ class APIServer:
         hosts = [self.cfg.bind_address, *self.cfg.advertise_hosts, socket.gethostname()]
         self.pki = await asyncio.to_thread(certs.ensure_pki, self.data_dir / "pki", hosts=hosts)
         await self.backend.start()
-        await self.cacher.start(sorted({r.key_prefix for r in self.registry.all()}))
+        self.api.issuer = self.issuer = tokens.TokenIssuer(self.pki.sa_key)
+        await self.cacher.start(
+            sorted({r.key_prefix for r in self.registry.all() if not r.virtual})
+        )
         await self._bootstrap()
         for loop in self.loops:
             loop.start()
@@ -156,8 +159,11 @@ class APIServer:
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         try:
-            if request.path not in _PUBLIC and self.authenticate(request) is None:
-                raise errors.unauthorized()
+            if request.path not in _PUBLIC:
+                user = self.authenticate(request)
+                if user is None:
+                    raise errors.unauthorized()
+                request["user"] = user
             return await handler(request)
         except errors.StatusError as e:
             return codec.status_response(e)
@@ -179,8 +185,11 @@ class APIServer:
             return certs.user_from_cert(cert)
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer ") and self.pki is not None:
-            if hmac.compare_digest(auth[7:].strip().encode(), self.pki.token.encode()):
+            token = auth[7:].strip()
+            if hmac.compare_digest(token.encode(), self.pki.token.encode()):
                 return ("kybern-admin", ["system:masters", "system:authenticated"])
+            if token.count(".") == 2:
+                return self.issuer.verify(token)
         return None
 
     async def _health(self, request: web.Request) -> web.Response:
