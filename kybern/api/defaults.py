@@ -418,7 +418,6 @@ def _namespace(obj: Obj) -> None:
     name = _get(obj, "metadata", "name")
     if name:
         _dict(_dict(obj, "metadata"), "labels")["kubernetes.io/metadata.name"] = name
-    _set(_dict(obj, "spec"), "finalizers", ["kubernetes"])
     _set(_dict(obj, "status"), "phase", "Active")
 
 

@@ -40,13 +40,19 @@ class IPAllocator:
             "Internal error occurred: failed to allocate a serviceIP: range is full",
         )
 
-    def reserve(self, ip: str, used: Iterable[str]) -> None:
+    def reserve(self, ip: str, used: Iterable[str], name: str = "") -> None:
         if ip in self._reserved or ip in set(used):
-            raise errors.StatusError(
-                422,
-                "Invalid",
-                f'spec.clusterIPs: Invalid value: ["{ip}"]: failed to '
-                f"allocate IP {ip}: provided IP is already allocated",
+            raise errors.invalid(
+                "Service",
+                "",
+                name,
+                [
+                    errors.invalid_value(
+                        "spec.clusterIPs",
+                        [ip],
+                        f"failed to allocate IP {ip}: provided IP is already allocated",
+                    )
+                ],
             )
         self._reserved.add(ip)
 
@@ -75,19 +81,29 @@ class PortAllocator:
             "Internal error occurred: failed to allocate a nodePort: range is full",
         )
 
-    def check(self, port: int, used: Iterable[int]) -> None:
+    def check(
+        self, port: int, used: Iterable[int], field: str = "spec.ports.nodePort", name: str = ""
+    ) -> None:
         if not self.low <= port <= self.high:
-            raise errors.StatusError(
-                422,
-                "Invalid",
-                f"spec.ports.nodePort: Invalid value: {port}: provided port is "
-                f"not in the valid range. The range of valid ports is {self.low}-{self.high}",
+            raise errors.invalid(
+                "Service",
+                "",
+                name,
+                [
+                    errors.invalid_value(
+                        field,
+                        port,
+                        "provided port is not in the valid range. The range of valid "
+                        f"ports is {self.low}-{self.high}",
+                    )
+                ],
             )
         if port in self._reserved or port in set(used):
-            raise errors.StatusError(
-                422,
-                "Invalid",
-                f"spec.ports.nodePort: Invalid value: {port}: provided port is already allocated",
+            raise errors.invalid(
+                "Service",
+                "",
+                name,
+                [errors.invalid_value(field, port, "provided port is already allocated")],
             )
         self._reserved.add(port)
 

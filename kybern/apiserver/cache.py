@@ -15,28 +15,37 @@ from typing import Any
 import orjson
 
 from kybern import storage
+from kybern.api import protobuf
 
 EVENT_WINDOW = 2000  # recent events kept per resource
 WATCHER_QUEUE = 4096  # events buffered per watcher before it is dropped
 
 
 class CachedObject:
-    """One object as of `revision`: the decoded dict (resourceVersion set) and its JSON bytes,
-    encoded lazily once."""
+    """One object as of `revision`: the decoded dict (resourceVersion set) and its JSON bytes
+    and bare protobuf message, each encoded lazily once."""
 
-    __slots__ = ("_json", "key", "obj", "revision")
+    __slots__ = ("_json", "_proto", "key", "obj", "revision")
 
     def __init__(self, key: str, obj: dict[str, Any], revision: int) -> None:
         self.key = key
         self.obj = obj
         self.revision = revision
         self._json: bytes | None = None
+        self._proto: bytes | None = None
 
     @property
     def json(self) -> bytes:
         if self._json is None:
             self._json = orjson.dumps(self.obj)
         return self._json
+
+    @property
+    def proto(self) -> bytes:
+        """The protobuf message without envelope; raises protobuf.NotEncodable."""
+        if self._proto is None:
+            self._proto = protobuf.encode_message(self.obj)
+        return self._proto
 
     @property
     def namespace(self) -> str:
@@ -59,6 +68,7 @@ class WatchEvent:
     prev: CachedObject | None
     revision: int
     _json: bytes | None = None
+    _proto: bytes | None = None
 
     @property
     def json(self) -> bytes:
@@ -66,6 +76,15 @@ class WatchEvent:
         if self._json is None:
             self._json = b'{"type":"%s","object":%s}\n' % (self.type.encode(), self.obj.json)
         return self._json
+
+    @property
+    def proto(self) -> bytes:
+        """The protobuf watch frame (length-prefixed WatchEvent); raises NotEncodable."""
+        if self._proto is None:
+            o = self.obj.obj
+            body = protobuf.envelope(o.get("apiVersion", ""), o.get("kind", ""), self.obj.proto)
+            self._proto = protobuf.watch_frame(self.type, body)
+        return self._proto
 
 
 def to_watch_event(ev: storage.Event) -> WatchEvent:

@@ -1,19 +1,30 @@
-"""Request decoding and response encoding: JSON and YAML bodies in, JSON (or YAML) out,
-`Status` objects for errors, the 3 MiB body limit, and the query parameters every verb shares
-(`dryRun`, `fieldValidation`, `fieldManager`)."""
+"""Request decoding and response encoding: JSON, YAML and protobuf bodies in, JSON or protobuf
+out (negotiated once per request from `Accept`, see docs/protobuf.md), `Status` objects for
+errors, the 3 MiB body limit, and the query parameters every verb shares (`dryRun`,
+`fieldValidation`, `fieldManager`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+import functools
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 from aiohttp import web
 
-from kybern.api import errors
+from kybern.api import errors, protobuf
+
+if TYPE_CHECKING:
+    from kybern.apiserver.cache import CachedObject
+    from kybern.apiserver.store import ListResult
 
 MAX_BODY = 3 * 1024 * 1024
 JSON = "application/json"
+PROTOBUF = protobuf.MEDIA_TYPE
+# the response encoding this request negotiated (set once per request by `negotiate`)
+_JSON, _PROTO, _PROTO_ONLY = 0, 1, 2
+_negotiated: contextvars.ContextVar[int] = contextvars.ContextVar("kybern_accept", default=_JSON)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
 PATCH_TYPES = (
     "application/json-patch+json",
@@ -45,9 +56,11 @@ async def read_body(request: web.Request) -> bytes:
 
 
 def parse(body: bytes, mtype: str) -> Any:
-    """Decode a JSON or YAML document; a 400 Status for anything undecodable."""
+    """Decode a JSON, YAML or protobuf document; a 400 Status for anything undecodable."""
     if not body.strip():
         raise errors.bad_request("the body of the request was empty")
+    if mtype == PROTOBUF:
+        return protobuf.decode_object(body)
     if mtype in YAML_TYPES:
         try:
             return yaml.load(body, Loader=_YamlLoader)  # a safe loader
@@ -62,7 +75,7 @@ def parse(body: bytes, mtype: str) -> Any:
 
 
 def decode_object(body: bytes, mtype: str) -> dict[str, Any]:
-    if mtype not in (JSON, *YAML_TYPES[:3]):
+    if mtype not in (JSON, PROTOBUF, *YAML_TYPES[:3]):
         raise errors.unsupported_media_type(mtype)
     obj = parse(body, mtype)
     if not isinstance(obj, dict):
@@ -84,7 +97,107 @@ def _one_line(e: Exception) -> str:
 def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """`data` as JSON, or as protobuf when the request negotiated it and its kind has a
+    message."""
+    if _negotiated.get() and isinstance(data, dict):
+        try:
+            body = protobuf.encode_object(data)
+        except protobuf.NotEncodable:
+            pass
+        else:
+            return web.Response(body=body, status=status, content_type=PROTOBUF, headers=headers)
     return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+# ---- protobuf negotiation ----------------------------------------------------------------------
+
+
+def negotiate(request: web.Request) -> contextvars.Token[int]:
+    """Read `Accept` once: protobuf is used for responses when it comes before any JSON type
+    (media types with an `as=` parameter, e.g. Tables, are left to their handlers); the
+    token resets it when the request is done."""
+    return _negotiated.set(accept_mode(request.headers.get("Accept", "")))
+
+
+def reset_negotiated(token: contextvars.Token[int]) -> None:
+    """Forget the negotiation when the request is done (aiohttp reuses a task per
+    connection)."""
+    _negotiated.reset(token)
+
+
+@functools.lru_cache(maxsize=256)
+def accept_mode(accept: str) -> int:
+    """_PROTO when protobuf comes first and JSON is acceptable too, _PROTO_ONLY when JSON is
+    not, else _JSON."""
+    if PROTOBUF not in accept:
+        return _JSON
+    for part in accept.split(","):
+        mtype, _, params = part.partition(";")
+        if "as=" in params:
+            continue
+        mtype = mtype.strip().lower()
+        if mtype == PROTOBUF:
+            rest = accept[accept.index(part) + len(part) :]
+            json_ok = any(
+                m.split(";", 1)[0].strip().lower() in (JSON, "*/*", "application/*", *YAML_TYPES)
+                for m in rest.split(",")
+            )
+            return _PROTO if json_ok else _PROTO_ONLY
+        if mtype in (JSON, "*/*", "application/*", *YAML_TYPES):
+            return _JSON
+    return _JSON
+
+
+def check_acceptable(api_version: str, kind: str) -> None:
+    """406 before doing anything when the client accepts only protobuf and the kind has no
+    protobuf message (custom resources, apiextensions, apiregistration)."""
+    if _negotiated.get() == _PROTO_ONLY and not protobuf.has_message(api_version, kind):
+        raise errors.StatusError(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json, application/yaml",
+        )
+
+
+def object_response(o: CachedObject, status: int = 200) -> web.Response:
+    """A cached object, as protobuf (its message encoded once per object) when negotiated."""
+    if _negotiated.get():
+        obj = o.obj
+        try:
+            body = protobuf.envelope(obj.get("apiVersion", ""), obj.get("kind", ""), o.proto)
+        except protobuf.NotEncodable:
+            pass
+        else:
+            return web.Response(body=body, status=status, content_type=PROTOBUF)
+    return raw_json_response(o.json, status)
+
+
+def protobuf_list(api_version: str, list_kind: str, result: ListResult) -> web.Response | None:
+    """A list as protobuf when negotiated and possible, else None (the caller sends JSON)."""
+    if not _negotiated.get() or not protobuf.has_message(api_version, list_kind):
+        return None
+    meta: dict[str, Any] = {"resourceVersion": str(result.revision)}
+    if result.continue_token:
+        meta["continue"] = result.continue_token
+    if result.remaining:
+        meta["remainingItemCount"] = result.remaining
+    try:
+        body = protobuf.encode_list(api_version, list_kind, meta, [o.proto for o in result.items])
+    except protobuf.NotEncodable:
+        return None
+    return web.Response(body=body, content_type=PROTOBUF)
+
+
+def proto_frame(event_type: str, o: CachedObject) -> bytes:
+    """A protobuf watch frame of a cached object (its message is encoded once)."""
+    obj = o.obj
+    body = protobuf.envelope(obj.get("apiVersion", ""), obj.get("kind", ""), o.proto)
+    return protobuf.watch_frame(event_type, body)
+
+
+def protobuf_watch(api_version: str, kind: str) -> bool:
+    """Whether this watch streams protobuf frames."""
+    return bool(_negotiated.get()) and protobuf.has_message(api_version, kind)
 
 
 def raw_json_response(

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kybern.api import errors, patch, registry, schema
-from kybern.apiserver import codec, discovery, openapi, tables, watch
+from kybern.apiserver import codec, discovery, openapi, reviews, tables, tokens, watch
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -24,6 +24,7 @@ class ApiHandler:
         self.registry = reg
         self.discovery = discovery.Discovery(reg)
         self.openapi = openapi.OpenAPI(reg, openapi.crds_in(st))
+        self.issuer: tokens.TokenIssuer  # set by the server once the PKI exists
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
@@ -79,6 +80,16 @@ class ApiHandler:
                     raise NOT_FOUND
                 return await watch.serve(request, self.store, res, namespace, name_selector=name)
             return await watch.serve(request, self.store, res, namespace)
+        if res.virtual:
+            if method != "POST" or name:
+                raise errors.method_not_allowed()
+            body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
+            user: reviews.User = request.get("user") or ("", [])
+            return codec.json_response(reviews.answer(res, body, user, self.issuer), 201)
+        if sub == "token" and method == "POST":
+            sa = await self.store.get(res, namespace, name)
+            body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
+            return codec.json_response(reviews.token_request(sa.obj, body, self.issuer), 201)
         if sub:
             return await self._subresource(request, res, namespace, name, sub)
         if not name:
@@ -138,11 +149,9 @@ class ApiHandler:
     ) -> Obj:
         """Check apiVersion/kind and drop unknown fields, reporting them per fieldValidation
         (`typed`: decoded from protobuf, which holds only known fields of the right types)."""
-        av, kind = obj.get("apiVersion"), obj.get("kind")
-        if not kind:
-            raise errors.bad_request("Object 'Kind' is missing in the request body")
-        if not av:
-            raise errors.bad_request("Object 'apiVersion' is missing in the request body")
+        # like kube-apiserver's decoder, missing apiVersion/kind default to the endpoint's
+        av = obj.setdefault("apiVersion", res.api_version)
+        kind = obj.setdefault("kind", res.kind)
         if av != res.api_version:
             raise errors.bad_request(
                 f"the API version in the data ({av}) does not match the expected API version "
@@ -464,7 +473,7 @@ class ApiHandler:
             return pod
 
         await self.store.guaranteed_update(
-            res, namespace, name, mutate, dry_run=codec.dry_run(request)
+            res, namespace, name, mutate, subresource="binding", dry_run=codec.dry_run(request)
         )
         return codec.json_response(codec.success_status(code=201), 201)
 
@@ -496,7 +505,11 @@ class ApiHandler:
 
 
 _SCALE_RES = registry.Resource(
-    group="autoscaling", version="v1", kind="Scale", plural="scale", namespaced=True, crd=True
+    group="autoscaling",
+    version="v1",
+    kind="Scale",
+    plural="scale",
+    namespaced=True,
 )
 
 

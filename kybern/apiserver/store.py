@@ -232,7 +232,7 @@ class Store:
 
     # ---- writes ------------------------------------------------------------------------
 
-    def _check_namespace(self, res: registry.Resource, namespace: str) -> None:
+    def _check_namespace(self, res: registry.Resource, namespace: str, name: str) -> None:
         if not res.namespaced:
             return
         ns = self.cacher.get(self._namespaces.key_prefix).objects.get(
@@ -241,12 +241,18 @@ class Store:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace)
         if ns.obj["metadata"].get("deletionTimestamp"):
-            raise errors.forbidden_error(
-                res.plural,
-                res.group,
-                "",
-                f"unable to create new content in namespace {namespace} because it is being "
-                "terminated",
+            msg = (
+                f"unable to create new content in namespace {namespace} because it is "
+                "being terminated"
+            )
+            raise errors.StatusError(
+                403,
+                "Forbidden",
+                f'{res.qualified} "{name}" is forbidden: {msg}',
+                group=res.group,
+                kind=res.plural,
+                name=name,
+                causes=[errors.FieldError("NamespaceTerminating", "metadata.namespace", msg)],
             )
 
     async def create(
@@ -279,7 +285,7 @@ class Store:
         errs += self.hooks.validate(res, obj, None)
         if errs:
             raise errors.invalid(res.kind, res.group, str(meta.get("name", "")), errs)
-        self._check_namespace(res, namespace)
+        self._check_namespace(res, namespace, str(meta.get("name", "")))
         name = meta["name"]
         key = res.key(namespace, name)
         try:
@@ -383,7 +389,8 @@ class Store:
         errs += validation.validate_object_meta_update(nmeta, old["metadata"])
         if not res.crd:
             errs += validation.validate(res.kind, new)
-            errs += validation.validate_update(res.kind, new, old)
+            if subresource != "binding":  # binding sets spec.nodeName, as the registry does
+                errs += validation.validate_update(res.kind, new, old)
         errs += self.hooks.validate(res, new, old)
         if errs:
             raise errors.invalid(res.kind, res.group, nmeta["name"], errs)

@@ -4,6 +4,7 @@ kind-specific hooks such as service address allocation and namespace termination
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -65,7 +66,8 @@ class Hooks:
             obj.pop("status", None)
 
     def prepare_update(self, res: registry.Resource, new: Obj, old: Obj) -> None:
-        pass
+        if not res.group and res.kind == "Secret":
+            _merge_string_data(new)
 
     def validate(
         self, res: registry.Resource, obj: Obj, old: Obj | None
@@ -131,6 +133,11 @@ class BuiltinHooks(Hooks):
             return
         if res.kind == "Namespace":
             obj["status"] = {"phase": "Active"}
+            spec = obj.setdefault("spec", {})
+            if "kubernetes" not in spec.setdefault("finalizers", []):
+                spec["finalizers"].append("kubernetes")
+        if res.kind == "Secret":
+            _merge_string_data(obj)
 
     def before_write(self, res: registry.Resource, obj: Obj, old: Obj | None) -> None:
         if res.group or res.kind != "Service":
@@ -172,16 +179,21 @@ class BuiltinHooks(Hooks):
                             )
                         ],
                     )
-                self.ips.reserve(ip, used_ips)
+                self.ips.reserve(ip, used_ips, obj["metadata"]["name"])
             spec["clusterIP"] = ip
             spec["clusterIPs"] = [ip]
         if typ in ("NodePort", "LoadBalancer"):
-            for p in spec.get("ports") or []:
+            for i, p in enumerate(spec.get("ports") or []):
                 if p.get("nodePort"):
                     if old is None or p["nodePort"] not in {
                         q.get("nodePort") for q in (old.get("spec") or {}).get("ports", [])
                     }:
-                        self.ports.check(int(p["nodePort"]), used_ports)
+                        self.ports.check(
+                            int(p["nodePort"]),
+                            used_ports,
+                            f"spec.ports[{i}].nodePort",
+                            obj["metadata"]["name"],
+                        )
                 else:
                     p["nodePort"] = self.ports.allocate(used_ports)
         else:
@@ -221,3 +233,13 @@ class BuiltinHooks(Hooks):
         if res.kind == "Pod":
             return int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
         return False
+
+
+def _merge_string_data(secret: Obj) -> None:
+    """`stringData` is write-only: merged into `data` (base64), then dropped."""
+    sd = secret.pop("stringData", None)
+    if isinstance(sd, dict) and sd:
+        data = secret.get("data") or {}
+        for k, v in sd.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+        secret["data"] = data

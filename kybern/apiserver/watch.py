@@ -14,16 +14,18 @@ import orjson
 from aiohttp import web
 
 from kybern import storage
-from kybern.api import errors, registry
+from kybern.api import errors, protobuf, registry
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import codec
+from kybern.apiserver import codec, tables
 from kybern.apiserver import store as storemod
 
 BOOKMARK_INTERVAL = 5.0
 DEFAULT_TIMEOUT = (1800, 3600)
 
 
-def _error_frame(err: errors.StatusError) -> bytes:
+def _error_frame(err: errors.StatusError, proto: bool = False) -> bytes:
+    if proto:
+        return protobuf.watch_frame("ERROR", protobuf.encode_object(err.status()))
     return orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"
 
 
@@ -35,6 +37,8 @@ async def serve(
     name_selector: str = "",
 ) -> web.StreamResponse:
     q = request.query
+    table = tables.watch_table(request, st, res)  # None unless Tables were asked for
+    proto = table is None and codec.protobuf_watch(res.api_version, res.kind)
     fields = q.get("fieldSelector", "")
     if name_selector:  # the legacy /watch/.../NAME form
         fields = ",".join(f for f in (fields, f"metadata.name={name_selector}") if f)
@@ -64,11 +68,19 @@ async def serve(
     if rv in ("", "0"):
         for o in rc.items(watcher.namespace):
             if flt is None or flt(o):
-                initial.append(b'{"type":"ADDED","object":%s}\n' % o.json)
+                initial.append(
+                    table.frame("ADDED", o)
+                    if table
+                    else codec.proto_frame("ADDED", o)
+                    if proto
+                    else b'{"type":"ADDED","object":%s}\n' % o.json
+                )
     else:
         backlog = rc.events_after(since)
         sent = since
-    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": protobuf.WATCH_MEDIA_TYPE if proto else "application/json"}
+    )
     resp.enable_chunked_encoding()
     try:
         await resp.prepare(request)
@@ -80,7 +92,8 @@ async def serve(
             except storage.CompactedError as e:
                 await resp.write(
                     _error_frame(
-                        errors.gone(f"too old resource version: {since} ({e.compact_revision})")
+                        errors.gone(f"too old resource version: {since} ({e.compact_revision})"),
+                        proto,
                     )
                 )
                 return resp
@@ -90,7 +103,9 @@ async def serve(
                 continue
             out = cachemod.translate(ev, flt)
             if out is not None:
-                await resp.write(out.json)
+                await resp.write(
+                    table.frame(out.type, out.obj) if table else out.proto if proto else out.json
+                )
             sent = max(sent, ev.revision)
         deadline = time.monotonic() + timeout
         while True:
@@ -103,18 +118,15 @@ async def serve(
             except TimeoutError:
                 if bookmarks and time.monotonic() < deadline:
                     rev = max(sent, st.cacher.revision) if watcher.queue.empty() else sent
+                    bookmark = {
+                        "kind": res.kind,
+                        "apiVersion": res.api_version,
+                        "metadata": {"resourceVersion": str(rev)},
+                    }
                     await resp.write(
-                        orjson.dumps(
-                            {
-                                "type": "BOOKMARK",
-                                "object": {
-                                    "kind": res.kind,
-                                    "apiVersion": res.api_version,
-                                    "metadata": {"resourceVersion": str(rev)},
-                                },
-                            }
-                        )
-                        + b"\n"
+                        protobuf.watch_frame("BOOKMARK", protobuf.encode_object(bookmark))
+                        if proto
+                        else orjson.dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
                     )
                 continue
             if live is None:  # dropped: too slow, or the server is stopping
@@ -122,14 +134,22 @@ async def serve(
             if live.revision <= sent:
                 continue
             sent = live.revision
-            chunk = [live.json]
+            chunk = [
+                table.frame(live.type, live.obj) if table else live.proto if proto else live.json
+            ]
             while not watcher.queue.empty():  # batch what is already queued
                 nxt = watcher.queue.get_nowait()
                 if nxt is None:
                     break
                 if nxt.revision > sent:
                     sent = nxt.revision
-                    chunk.append(nxt.json)
+                    chunk.append(
+                        table.frame(nxt.type, nxt.obj)
+                        if table
+                        else nxt.proto
+                        if proto
+                        else nxt.json
+                    )
             await resp.write(b"".join(chunk))
     except (ConnectionResetError, asyncio.CancelledError):
         pass

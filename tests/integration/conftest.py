@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +38,10 @@ STOP_TIMEOUT = 5.0  # the CLI contract: SIGTERM stops the server within 5 s
 T = TypeVar("T")
 
 
+class ServerDied(AssertionError):
+    """The server process exited: waiting any longer is pointless."""
+
+
 def wait_for(
     predicate: Callable[[], T],
     timeout: float = 30.0,
@@ -52,6 +57,8 @@ def wait_for(
             value = predicate()
             if value:
                 return value
+        except ServerDied:
+            raise
         except Exception as e:
             last_error = e
         if time.monotonic() >= deadline:
@@ -62,10 +69,6 @@ def wait_for(
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-class ServerDied(AssertionError):
-    pass
 
 
 class Server:
@@ -151,6 +154,8 @@ class Server:
         return (str(self.creds_dir / "client.crt"), str(self.creds_dir / "client.key"))
 
     def is_ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServerDied(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
         try:
             r = requests.get(self.url + "/readyz", verify=self.ca_file, timeout=5)
         except requests.RequestException:
@@ -258,6 +263,7 @@ class Server:
         """A `requests` session that trusts the server's CA and (by default) presents the
         admin client certificate from the kubeconfig."""
         s = requests.Session()
+        s.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would replace `verify`
         s.verify = self.ca_file
         if authenticated:
             s.cert = self.client_cert
@@ -265,16 +271,60 @@ class Server:
         return s
 
 
+class StreamReader:
+    """Collects a child's stdout on a thread so that a test can wait for what it prints."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.chunks: list[str] = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            data = self.proc.stdout.read(1)
+            if not data:
+                return
+            with self.lock:
+                self.chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        with self.lock:
+            return "".join(self.chunks)
+
+    def json_values(self) -> list[Any]:
+        """Every complete JSON value printed so far (kubectl -o json prints one per event)."""
+        text, values, pos = self.text, [], 0
+        decoder = json.JSONDecoder()
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos >= len(text):
+                return values
+            try:
+                value, pos = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                return values  # the last one is still being written
+            values.append(value)
+
+
 @contextlib.contextmanager
-def running_server() -> Iterator[Server]:
+def running_server(*, must_survive: bool = True) -> Iterator[Server]:
+    """A started server in a temp dir; stopped (and checked to exit cleanly) and removed at
+    the end. `must_survive`: fail if the process is gone by then (not for kill tests)."""
     base = Path(tempfile.mkdtemp(prefix="kybern-it-"))
     srv = Server(base)
     try:
         srv.start()
         yield srv
-        assert srv.running, f"server died during the tests:\n{srv.log_tail()}"
-        rc = srv.stop()
-        assert rc == 0, f"server exited with {rc} on SIGTERM:\n{srv.log_tail()}"
+        if must_survive:
+            assert srv.running, f"server died during the tests:\n{srv.log_tail()}"
+        if srv.running:
+            rc = srv.stop()
+            assert rc == 0, f"server exited with {rc} on SIGTERM:\n{srv.log_tail()}"
     finally:
         with contextlib.suppress(Exception):
             srv.kill()
@@ -289,7 +339,7 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture
 def fresh_server() -> Iterator[Server]:
-    with running_server() as srv:
+    with running_server(must_survive=False) as srv:
         yield srv
 
 
@@ -303,7 +353,9 @@ def ns(server: Server) -> Iterator[str]:
     """A namespace of this test's own, deleted afterwards."""
     core = k8s.CoreV1Api(server.client())
     name = unique("it")
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    core.create_namespace(
+        k8s.V1Namespace(api_version="v1", kind="Namespace", metadata=k8s.V1ObjectMeta(name=name))
+    )
     yield name
     if server.running:
         with contextlib.suppress(k8s.ApiException):

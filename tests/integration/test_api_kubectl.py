@@ -5,15 +5,12 @@ delete, scale, discovery, raw paths, and kubectl's own error messages for bad in
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-
-from conftest import Server, unique, wait_for
+from conftest import Server, StreamReader, unique, wait_for
 
 
 def manifest(namespace: str) -> str:
@@ -99,46 +96,6 @@ def app_ns(server: Server) -> Iterator[str]:
     ]
     yield name
     server.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-class StreamReader:
-    """Collects a child's stdout on a thread so that a test can wait for what it prints."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.chunks: list[str] = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        assert self.proc.stdout is not None
-        while True:
-            data = self.proc.stdout.read(1)
-            if not data:
-                return
-            with self.lock:
-                self.chunks.append(data)
-
-    @property
-    def text(self) -> str:
-        with self.lock:
-            return "".join(self.chunks)
-
-    def json_values(self) -> list[Any]:
-        """Every complete JSON value printed so far (kubectl -o json prints one per event)."""
-        text, values, pos = self.text, [], 0
-        decoder = json.JSONDecoder()
-        while True:
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-            if pos >= len(text):
-                return values
-            try:
-                value, pos = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError:
-                return values  # the last one is still being written
-            values.append(value)
 
 
 # ---- create / apply ---------------------------------------------------------------------
@@ -291,16 +248,18 @@ def test_get_label_selectors(server: Server, ns: str) -> None:
 
 
 def test_get_field_selector(server: Server, ns: str) -> None:
-    server.kubectl("create", "-f", "-", input=configmap("x", ns) + "---\n" + configmap("y", ns))
-    got = server.kubectl_json("-n", ns, "get", "cm", "--field-selector", "metadata.name=x")
-    assert names(got) == ["x"]
-    got = server.kubectl_json("-n", ns, "get", "cm", "--field-selector", "metadata.name!=x")
-    assert names(got) == ["y"]
+    server.kubectl(
+        "create", "-f", "-", input=configmap("alpha", ns) + "---\n" + configmap("beta", ns)
+    )
+    got = server.kubectl_json("-n", ns, "get", "cm", "--field-selector", "metadata.name=alpha")
+    assert names(got) == ["alpha"]
+    got = server.kubectl_json("-n", ns, "get", "cm", "--field-selector", "metadata.name!=alpha")
+    assert names(got) == ["beta"]
     got = server.kubectl_json(
-        "get", "cm", "-A", "--field-selector", f"metadata.namespace={ns},metadata.name=y"
+        "get", "cm", "-A", "--field-selector", f"metadata.namespace={ns},metadata.name=beta"
     )
     assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in got["items"]] == [
-        (ns, "y")
+        (ns, "beta")
     ]
     bad = server.kubectl("-n", ns, "get", "cm", "--field-selector", "data.x=1", check=False)
     assert bad.returncode != 0
@@ -538,17 +497,19 @@ def test_delete_by_name_label_and_all(server: Server, ns: str) -> None:
     assert server.kubectl("-n", ns, "delete", "configmap", "d1", "--ignore-not-found").stdout == ""
 
 
-def test_delete_file(server: Server) -> None:
-    name = unique("delf")
-    server.kubectl("create", "-f", "-", input=manifest(name))
-    out = server.kubectl("delete", "--wait=false", "-f", "-", input=manifest(name)).stdout
-    assert f'namespace "{name}" deleted' in out
-    assert 'deployment.apps "web" deleted' in out
-
-    def gone() -> bool:
-        return server.kubectl("get", "namespace", name, check=False).returncode != 0
-
-    wait_for(gone, message=f"namespace {name} to go away")
+def test_delete_file(server: Server, ns: str) -> None:
+    docs = manifest(ns).split("---\n")[1:]  # everything but the namespace
+    text = "---\n".join(docs)
+    server.kubectl("create", "-f", "-", input=text)
+    out = server.kubectl("delete", "-f", "-", input=text).stdout
+    assert out.strip().splitlines() == [
+        'configmap "cfg" deleted',
+        'deployment.apps "web" deleted',
+        'service "web" deleted',
+    ]
+    for kind in ("configmap/cfg", "deployment/web", "service/web"):
+        gone = server.kubectl("-n", ns, "get", kind, check=False)
+        assert gone.returncode == 1 and "NotFound" in gone.stderr
 
 
 # ---- scale --------------------------------------------------------------------------------
@@ -558,15 +519,22 @@ def test_scale(server: Server, app_ns: str) -> None:
     out = server.kubectl("-n", app_ns, "scale", "deployment", "web", "--replicas=5").stdout
     assert out.strip() == "deployment.apps/web scaled"
     assert server.kubectl_json("-n", app_ns, "get", "deploy", "web")["spec"]["replicas"] == 5
-    # a precondition on the current size
+    server.kubectl("-n", app_ns, "scale", "deployment", "web", "--replicas=0")
+    assert server.kubectl_json("-n", app_ns, "get", "deploy", "web")["spec"]["replicas"] == 0
+    # with a precondition on the current size kubectl GETs the Scale and PUTs it back
     wrong = server.kubectl(
         "-n", app_ns, "scale", "deployment", "web", "--current-replicas=2", "--replicas=1",
         check=False,
     )  # fmt: skip
     assert wrong.returncode != 0
-    assert "expected replicas to be 2, was 5" in wrong.stderr
+    assert "Expected replicas to be 2, was 0" in wrong.stderr
     server.kubectl(
-        "-n", app_ns, "scale", "deployment", "web", "--current-replicas=5", "--replicas=0"
+        "-n", app_ns, "scale", "deployment", "web", "--current-replicas=0", "--replicas=3"
+    )
+    assert server.kubectl_json("-n", app_ns, "get", "deploy", "web")["spec"]["replicas"] == 3
+    # a PUT of Scale to 0: Go's omitempty leaves `replicas` out of the body, meaning 0
+    server.kubectl(
+        "-n", app_ns, "scale", "deployment", "web", "--current-replicas=3", "--replicas=0"
     )
     assert server.kubectl_json("-n", app_ns, "get", "deploy", "web")["spec"]["replicas"] == 0
 
