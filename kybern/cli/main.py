@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kybern.apiserver import certs, server
-from kybern.cli import cni, logs, simnodes
+from kybern.cli import cni, components, logs, simnodes
 
 log = logging.getLogger("kybern")
 
@@ -39,6 +39,7 @@ def _common(p: argparse.ArgumentParser, default_dir: str | None) -> None:
         help="extra host name or IP for the serving certificate",
     )
     p.add_argument("-v", "--verbose", action="store_true")
+    components.add_flags(p)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,6 +77,12 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
         await api.stop()
         return 1
     assert api.pki is not None
+    try:
+        comps = await components.start(api, args)
+    except ValueError as e:  # e.g. an unknown controller name
+        log.error("cannot start: %s", e)
+        await api.stop()
+        return 1
     kubeconfig = data_dir / "kubeconfig"
     await asyncio.to_thread(certs.write_kubeconfig, kubeconfig, server_url=api.url, pki=api.pki)
     log.info(
@@ -94,7 +101,11 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
     await stop.wait()
     log.info("stopping")
     try:
-        await asyncio.wait_for(api.stop(), 4.5)
+        await asyncio.wait_for(comps.stop(), 2.0)
+    except TimeoutError:
+        log.warning("components took too long to stop")
+    try:
+        await asyncio.wait_for(api.stop(), 2.5)
     except TimeoutError:
         log.warning("stop took too long; exiting anyway")
     return 0

@@ -11,6 +11,8 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
+
 from kybern.api import errors, registry
 from kybern.client import rest
 
@@ -109,7 +111,7 @@ class LeaderElector:
     async def run(self) -> None:
         """Acquire, then keep renewing; returns when leadership is lost."""
         while not self.is_leader.is_set():
-            with contextlib.suppress(errors.StatusError, OSError):
+            with contextlib.suppress(errors.StatusError, OSError, aiohttp.ClientError):
                 if await self.try_acquire_or_renew():
                     self.is_leader.set()
                     log.info("became leader of %s/%s", self.namespace, self.name)
@@ -119,7 +121,7 @@ class LeaderElector:
         while True:
             await asyncio.sleep(self.retry_period)
             ok = False
-            with contextlib.suppress(errors.StatusError, OSError):
+            with contextlib.suppress(errors.StatusError, OSError, aiohttp.ClientError):
                 ok = await self.try_acquire_or_renew()
             if ok:
                 last_renew = time.monotonic()

@@ -78,6 +78,7 @@ class WorkQueue(Generic[T]):
         self._dirty: set[T] = set()
         self._processing: set[T] = set()
         self._waiting: list[tuple[float, int, T]] = []  # (ready_at, seq, item)
+        self._ready_at: dict[T, float] = {}  # each waiting item once, at its earliest time
         self._seq = itertools.count()
         self._shutting_down = False
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -100,7 +101,11 @@ class WorkQueue(Generic[T]):
         if delay <= 0:
             self.add(item)
             return
-        heapq.heappush(self._waiting, (self.clock() + delay, next(self._seq), item))
+        at = self.clock() + delay
+        if item in self._ready_at and self._ready_at[item] <= at:
+            return  # already waiting to be added sooner
+        self._ready_at[item] = at
+        heapq.heappush(self._waiting, (at, next(self._seq), item))
         self._arm()
 
     def add_rate_limited(self, item: T) -> None:
@@ -147,7 +152,10 @@ class WorkQueue(Generic[T]):
         """Move items whose delay has passed into the queue (a fake clock calls this)."""
         now = self.clock()
         while self._waiting and self._waiting[0][0] <= now:
-            _, _, item = heapq.heappop(self._waiting)
+            at, _, item = heapq.heappop(self._waiting)
+            if self._ready_at.get(item) != at:
+                continue  # superseded by an earlier add_after
+            del self._ready_at[item]
             self.add(item)
 
     def _notify(self) -> None:
