@@ -7,7 +7,8 @@ with `x-kubernetes-action`, `x-kubernetes-group-version-kind` and their query pa
 `openAPIV3Schema`, wrapped with apiVersion/kind/metadata. Documents are built lazily in a worker
 thread, one group-version at a time, and cached as bytes until that group-version's resources
 or CRDs change; they are served with kube-apiserver's caching rules (ETag = SHA-512, a `?hash=`
-URL is immutable, a stale hash redirects). Protobuf renderings are answered with 406."""
+URL is immutable, a stale hash redirects). `/openapi/v2` is also served as gnostic protobuf
+(`openapi_v2proto`, encoded lazily from the JSON, same ETag); v3 protobuf is answered with 406."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from kybern.api import definitions, errors, registry
+from kybern.apiserver import openapi_v2proto
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -417,9 +419,12 @@ class Document:
         return Document(inputs, body, hashlib.sha512(body).hexdigest().upper())
 
 
-def accepts_json(accept: str, spec: str) -> bool:
-    """kube-openapi's negotiation, with the protobuf renderings missing: clauses in order of
-    preference; JSON for `application/json`, `application/*`, `*/*` or no Accept header."""
+def negotiate(accept: str, spec: str, protobuf: bool = False) -> str | None:
+    """kube-openapi's negotiation: clauses by preference (q, then specificity, then order);
+    "json" for `application/json`, `application/*`, `*/*` or no Accept header, "protobuf" for
+    a protobuf rendering of `spec` if `protobuf` (served), else that clause is skipped."""
+    if not accept.strip():
+        return "json"
     proto = {p.format(spec) for p in _PROTO}
     clauses = []
     for i, part in enumerate(accept.split(",")):
@@ -432,14 +437,19 @@ def accepts_json(accept: str, spec: str) -> bool:
                 except ValueError:
                     q = 0.0
         if mtype and q > 0:
-            clauses.append((-q, i, mtype))
-    for _, _, mtype in sorted(clauses):
-        t, _, sub = mtype.partition("/")
+            t, _, sub = mtype.partition("/")
+            clauses.append((-q, t == "*", sub == "*", i, t, sub))
+    for *_, t, sub in sorted(clauses):
         if t in ("application", "*") and sub in ("json", "*"):
-            return True
-        if t == "application" and sub in proto:
-            continue  # the protobuf rendering is not implemented: try the next clause
-    return not accept.strip()
+            return "json"
+        if protobuf and t == "application" and sub in proto:
+            return "protobuf"
+    return None
+
+
+def accepts_json(accept: str, spec: str) -> bool:
+    """Whether JSON is served for `accept` when no protobuf rendering is (see `negotiate`)."""
+    return negotiate(accept, spec) == "json"
 
 
 class OpenAPI:
@@ -456,6 +466,7 @@ class OpenAPI:
         self._v3: dict[GV, Document] = {}
         self._index: Document | None = None
         self._v2: Document | None = None
+        self._v2_proto: Document | None = None
 
     def current(self) -> dict[GV, Inputs]:
         """The inputs now; recomputed only when the registry or a CRD changed."""
@@ -515,14 +526,27 @@ class OpenAPI:
                 self._v2 = await self._build(lambda b: Document.of(inputs, b.v2(inputs)))
             return self._v2
 
+    async def v2_protobuf(self) -> Document:
+        """`/openapi/v2` as protobuf, encoded (in a worker thread) from the current JSON
+        document; its ETag is the JSON one, as kube-openapi's (the responses vary by Accept)."""
+        doc = await self.v2()
+        async with self._lock:
+            if self._v2_proto is None or self._v2_proto.inputs is not doc:
+                body = await asyncio.to_thread(openapi_v2proto.from_json, doc.body)
+                self._v2_proto = Document(doc, body, doc.etag)
+            return self._v2_proto
+
     async def serve(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             raise errors.method_not_allowed()
         path = request.path.rstrip("/")
         accept = request.headers.get("Accept", "")
         if path in ("/openapi/v2", "/openapi/v3"):
-            if not accepts_json(accept, path[-2:]):
+            fmt = negotiate(accept, path[-2:], protobuf=path[-1] == "2")
+            if fmt is None:
                 raise _not_acceptable()
+            if fmt == "protobuf":
+                return _respond(request, await self.v2_protobuf(), openapi_v2proto.CONTENT_TYPE)
             return _respond(request, await (self.v2() if path[-1] == "2" else self.index()))
         parts = path.split("/")[3:] if path.startswith("/openapi/v3/") else []
         gv: GV | None = None
@@ -548,7 +572,12 @@ def _not_acceptable() -> errors.StatusError:
     return errors.StatusError(406, "NotAcceptable", "only application/json is served here")
 
 
-def _respond(request: web.Request, doc: Document, immutable: bool = False) -> web.Response:
+def _respond(
+    request: web.Request,
+    doc: Document,
+    content_type: str = "application/json",
+    immutable: bool = False,
+) -> web.Response:
     etag = f'"{doc.etag}"'
     headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "no-cache, private"}
     if immutable:  # the URL names the content: cacheable forever
@@ -557,4 +586,4 @@ def _respond(request: web.Request, doc: Document, immutable: bool = False) -> we
     match = request.headers.get("If-None-Match", "")
     if match.strip() == "*" or etag in (t.strip() for t in match.split(",")):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=doc.body, content_type="application/json", headers=headers)
+    return web.Response(body=doc.body, content_type=content_type, headers=headers)

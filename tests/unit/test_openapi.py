@@ -276,9 +276,9 @@ async def test_serving_and_caching() -> None:
 
 async def test_serving_errors() -> None:
     oa = openapi.OpenAPI(registry.Registry())
-    proto = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    proto = "application/com.github.proto-openapi.spec.v3@v1.0+protobuf"
     for path, method, headers, code in (
-        ("/openapi/v2", "GET", {"Accept": proto}, 406),
+        ("/openapi/v3/apis/apps/v1", "GET", {"Accept": proto}, 406),
         ("/openapi/v3/apis/nope/v1", "GET", {}, 404),
         ("/openapi/v3/apis/apps", "GET", {}, 404),
         ("/openapi/v4", "GET", {}, 404),
