@@ -27,6 +27,7 @@ from kybern.apiserver import store as storemod
 log = logging.getLogger("kybern.apiserver")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+READY_STORE_TIMEOUT = 2.0  # seconds the readiness check waits for the store
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Config:
     datastore_endpoint: str = ""
     service_cidr: str = "10.96.0.0/12"
     advertise_hosts: tuple[str, ...] = ()
+    etcd_cafile: str = ""
+    etcd_certfile: str = ""
+    etcd_keyfile: str = ""
 
 
 class APIServer:
@@ -44,7 +48,12 @@ class APIServer:
         self.cfg = cfg
         self.data_dir = cfg.data_dir
         url = cfg.datastore_endpoint or f"sqlite://{(cfg.data_dir / 'state.db').resolve()}"
-        self.backend = storage.open_backend(url)
+        self.backend = storage.open_backend(
+            url,
+            etcd_cafile=cfg.etcd_cafile,
+            etcd_certfile=cfg.etcd_certfile,
+            etcd_keyfile=cfg.etcd_keyfile,
+        )
         self.registry = registry.Registry((*registry.BUILTIN, *reviews.VIRTUAL))
         self.cacher = cachemod.Cacher(self.backend)
         self.hooks = strategy.BuiltinHooks(self.cacher, cfg.service_cidr)
@@ -167,6 +176,8 @@ class APIServer:
             return await handler(request)
         except errors.StatusError as e:
             return codec.status_response(e)
+        except storage.UnavailableError as e:  # no quorum, or a write whose outcome is unknown
+            return codec.status_response(errors.service_unavailable(f"storage: {e}"))
         except web.HTTPRequestEntityTooLarge:
             return codec.status_response(errors.too_large())
         except web.HTTPException:
@@ -195,14 +206,29 @@ class APIServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def _store_healthy(self) -> str:
+        """The `etcd` readiness check: a consistent read of the store's revision ("" if ok)."""
+        try:
+            await asyncio.wait_for(self.backend.latest_revision(), READY_STORE_TIMEOUT)
+        except TimeoutError:
+            return "timed out"
+        except storage.StorageError as e:
+            return str(e)
+        return ""
+
     async def _ready(self, request: web.Request) -> web.Response:
         if not self.ready:
             return web.Response(status=500, text="[-]informer-sync failed\nreadyz check failed")
+        problem = await self._store_healthy()
+        if problem:
+            log.warning("readyz: store check failed: %s", problem)
+        etcd = "[-]etcd failed: reason withheld" if problem else "[+]etcd ok"
+        status = 500 if problem else 200
         if "verbose" in request.query:
-            return web.Response(
-                text="[+]ping ok\n[+]log ok\n[+]etcd ok\n[+]informer-sync ok\nreadyz check passed\n"
-            )
-        return web.Response(text="ok")
+            verdict = "readyz check failed" if problem else "readyz check passed"
+            text = f"[+]ping ok\n[+]log ok\n{etcd}\n[+]informer-sync ok\n{verdict}\n"
+            return web.Response(status=status, text=text)
+        return web.Response(status=status, text="readyz check failed" if problem else "ok")
 
     async def _version(self, request: web.Request) -> web.Response:
         return codec.json_response(version_info())

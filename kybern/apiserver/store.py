@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,15 @@ from typing import Any
 import orjson
 
 from kybern import storage
-from kybern.api import defaults, errors, objects, registry, selectors, validation
+from kybern.api import apply, defaults, errors, objects, registry, selectors, validation
 from kybern.apiserver import cache as cachemod
 from kybern.apiserver import strategy
 
 Obj = dict[str, Any]
 MAX_CONFLICT_RETRIES = 8
+# the manager of the API server's own writes (kube's loopback clients say `kube-apiserver/...`)
+SERVER_MANAGER = "kube-apiserver"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,12 +89,17 @@ class Store:
         self.hooks = hooks
         self._namespaces = registry.BUILTIN[0]
         self.on_deleted: list[Callable[[registry.Resource, Obj], None]] = []
+        self._field_managers: dict[registry.Resource, tuple[str, apply.FieldManager]] = {}
 
     # ---- reads -------------------------------------------------------------------------
 
     async def consistent(self) -> None:
-        """Make the cache at least as new as the store (read-your-writes)."""
-        rev = self.backend.current_revision()
+        """Make the cache at least as new as the store (read-your-writes, also of writes made
+        through other API servers: for etcd, `latest_revision` is a quorum read)."""
+        try:
+            rev = await self.backend.latest_revision()
+        except storage.UnavailableError as e:
+            raise errors.service_unavailable(f"storage is unavailable: {e}") from e
         if not await self.cacher.wait_revision(rev, 3.0):
             raise errors.timeout("Timeout: Too large resource version")
 
@@ -230,6 +239,43 @@ class Store:
                 token = encode_continue(revision, nxt)
         return ListResult(out, revision, token)
 
+    # ---- field ownership ---------------------------------------------------------------
+
+    def field_manager(self, res: registry.Resource) -> apply.FieldManager:
+        """The field manager of a resource (custom resources: typed by their CRD's schema)."""
+        stamp = ""
+        schema: Obj | None = None
+        if res.crd and res.kind != "Scale":
+            cached = self.cacher.get(_CRDS.key_prefix).objects.get(
+                _CRDS.key("", f"{res.plural}.{res.group}")
+            )
+            if cached is not None:
+                stamp = cached.obj["metadata"].get("resourceVersion", "")
+                for v in (cached.obj.get("spec") or {}).get("versions") or []:
+                    if v.get("name") == res.version:
+                        schema = (v.get("schema") or {}).get("openAPIV3Schema")
+        hit = self._field_managers.get(res)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        if res.crd:
+            fm = apply.FieldManager.for_custom(res.api_version, res.kind, schema, res.has_status)
+        else:
+            fm = apply.FieldManager.for_kind(res.group, res.version, res.kind, res.has_status)
+        self._field_managers[res] = (stamp, fm)
+        return fm
+
+    def track_fields(
+        self, res: registry.Resource, old: Obj | None, new: Obj, manager: str, subresource: str
+    ) -> None:
+        """Update `new`'s managedFields for this write; never fails the write (kube's
+        UpdateNoErrors keeps the previous managedFields)."""
+        try:
+            self.field_manager(res).update(old, new, manager, subresource)
+        except Exception:
+            log.exception("managedFields of %s %s not updated", res.kind, new.get("metadata"))
+            if old is not None and "managedFields" in old["metadata"]:
+                new["metadata"]["managedFields"] = old["metadata"]["managedFields"]
+
     # ---- writes ------------------------------------------------------------------------
 
     def _check_namespace(self, res: registry.Resource, namespace: str, name: str) -> None:
@@ -256,8 +302,16 @@ class Store:
             )
 
     async def create(
-        self, res: registry.Resource, namespace: str, obj: Obj, *, dry_run: bool = False
+        self,
+        res: registry.Resource,
+        namespace: str,
+        obj: Obj,
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = SERVER_MANAGER,
     ) -> Obj:
+        """`field_manager` owns what the object sets (None: `obj` carries its managedFields,
+        as a server-side apply makes them)."""
         await self.consistent()
         meta = objects.meta(obj)
         if res.namespaced:
@@ -276,6 +330,8 @@ class Store:
             meta.pop("generation", None)
         if not res.crd:
             defaults.apply_defaults(res.kind, obj)
+        if field_manager is not None:
+            self.track_fields(res, None, obj, field_manager, "")
         self.hooks.prepare_create(res, obj)
         errs = validation.validate_object_meta(
             meta, namespaced=res.namespaced, name_rule=res.name_rule
@@ -324,6 +380,7 @@ class Store:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        field_manager: str | None = SERVER_MANAGER,
     ) -> Obj:
         meta = objects.meta(obj)
         if meta.get("name", name) != name:
@@ -338,7 +395,10 @@ class Store:
         rv = meta.get("resourceVersion") or ""
         if rv and rv != current.obj["metadata"]["resourceVersion"]:
             raise errors.stale_conflict(res.plural, res.group, name)
-        return await self._write_update(res, current, obj, subresource, dry_run)
+        try:
+            return await self._write_update(res, current, obj, subresource, dry_run, field_manager)
+        except _Retry:  # changed in the store after the cache was read: a conflict, not a 500
+            raise errors.stale_conflict(res.plural, res.group, name) from None
 
     async def guaranteed_update(
         self,
@@ -349,10 +409,14 @@ class Store:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        field_manager: str | None = SERVER_MANAGER,
+        managed_as: str | None = None,
     ) -> Obj:
         """Read-modify-write with retries on conflict (patch, scale, finalizer removal).
         `mutate` gets a deep copy of the current object and returns the desired one; when the
-        result carries a resourceVersion different from the current, that is a conflict."""
+        result carries a resourceVersion different from the current, that is a conflict.
+        `field_manager` owns what changed (None: `mutate` sets managedFields itself, as apply
+        does), recorded for subresource `managed_as` (default: `subresource`)."""
         for _ in range(MAX_CONFLICT_RETRIES):
             await self.consistent()
             current = self.peek(res, namespace, name)
@@ -364,7 +428,9 @@ class Store:
             if drv and drv != cur_rv:
                 raise errors.stale_conflict(res.plural, res.group, name)
             try:
-                return await self._write_update(res, current, desired, subresource, dry_run)
+                return await self._write_update(
+                    res, current, desired, subresource, dry_run, field_manager, managed_as
+                )
             except _Retry:
                 continue
         raise errors.stale_conflict(res.plural, res.group, name)
@@ -376,11 +442,16 @@ class Store:
         obj: Obj,
         subresource: str,
         dry_run: bool,
+        field_manager: str | None = SERVER_MANAGER,
+        managed_as: str | None = None,
     ) -> Obj:
         old = current.obj
         new = strategy.prepare_update(res, obj, old, subresource)
         if not res.crd and subresource != "status":
             defaults.apply_defaults(res.kind, new)
+        if field_manager is not None:
+            sub = subresource if managed_as is None else managed_as
+            self.track_fields(res, old, new, field_manager, sub)
         self.hooks.prepare_update(res, new, old)
         nmeta = new["metadata"]
         errs = validation.validate_object_meta(
@@ -505,6 +576,7 @@ class Store:
         raise errors.stale_conflict(res.plural, res.group, name)
 
 
+_CRDS = next(r for r in registry.BUILTIN if r.kind == "CustomResourceDefinition")
 _GC_FINALIZERS = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kybern.apiserver import certs, server
-from kybern.cli import cni, components, logs, simnodes
+from kybern.cli import cni, components, logs, simnodes, store
+from kybern.storage import StorageError
 
 log = logging.getLogger("kybern")
 
@@ -29,8 +30,14 @@ def _common(p: argparse.ArgumentParser, default_dir: str | None) -> None:
     p.add_argument("--bind-address", default="127.0.0.1")
     p.add_argument("--port", type=int, default=6443, help="HTTPS port; 0 picks a free one")
     p.add_argument(
-        "--datastore-endpoint", default="", help="sqlite:///PATH (default: DATA_DIR/state.db)"
+        "--datastore-endpoint",
+        default="",
+        help="sqlite:///PATH (default: DATA_DIR/state.db), etcd://HOST:PORT[,HOST:PORT...] "
+        "or etcds://... (TLS)",
     )
+    p.add_argument("--etcd-cafile", default="", help="CA bundle to verify etcd members (etcds://)")
+    p.add_argument("--etcd-certfile", default="", help="client certificate for etcd (etcds://)")
+    p.add_argument("--etcd-keyfile", default="", help="client key for etcd (etcds://)")
     p.add_argument("--service-cidr", default="10.96.0.0/12")
     p.add_argument(
         "--tls-san",
@@ -52,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
     cni.add_parser(sub)
     simnodes.add_parser(sub)
+    store.add_parser(sub)
     return p
 
 
@@ -64,6 +72,9 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
         datastore_endpoint=args.datastore_endpoint,
         service_cidr=args.service_cidr,
         advertise_hosts=tuple(args.tls_san),
+        etcd_cafile=args.etcd_cafile,
+        etcd_certfile=args.etcd_certfile,
+        etcd_keyfile=args.etcd_keyfile,
     )
     api = server.APIServer(cfg)
     stop = asyncio.Event()
@@ -72,7 +83,7 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await api.start()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, StorageError) as e:
         log.error("cannot start: %s", e)
         await api.stop()
         return 1
@@ -131,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(getattr(args, "verbose", False))
     if args.command == "sim-nodes":
         sys.exit(_run(simnodes.run(args)))
+    if args.command == "store":
+        sys.exit(_run(store.run(args)))
     args.data_dir = Path(os.path.abspath(os.path.expanduser(args.data_dir)))
     sys.exit(_run(run_server(args, up=args.command == "up")))
 

@@ -1,10 +1,12 @@
-"""Types and the `Backend` protocol every store implements (memory, SQLite, later etcd).
+"""Types and the `Backend` protocol every store implements (memory, SQLite, etcd).
 
 Semantics follow etcd v3: one global, strictly increasing revision; each key remembers the
 revision that created it (`create_revision`) and the one that last changed it (`mod_revision`).
 Writes are compare-on-revision. Committed writes are pushed, in revision order, to the
 subscribers registered with `subscribe` *before* the writing call returns, so an in-memory
-cache fed by that callback is never behind an acknowledged write."""
+cache fed by that callback is never behind an acknowledged write of the same process. Writes
+made elsewhere (another API server on one etcd) reach the subscribers later; `latest_revision`
+tells how far they must have got for a read to be consistent."""
 
 from __future__ import annotations
 
@@ -97,7 +99,15 @@ class Backend(Protocol):
         """Flush, stop background work, release files. Idempotent."""
 
     def current_revision(self) -> int:
-        """The revision of the newest committed write (0 for an empty store)."""
+        """The newest revision known here: every write up to it has been delivered to the
+        subscribers (0 for an empty store). Cheap; never waits."""
+
+    async def latest_revision(self) -> int:
+        """For a consistent (linearizable) read: a revision such that once the subscribers have
+        seen it, they have seen every write committed before this call, whoever made it. For
+        embedded stores this is `current_revision()`; for etcd it costs a quorum read and waits
+        until the backend's watch has caught up. Raises UnavailableError when the store cannot
+        tell (no quorum, unreachable) — also the store's health check."""
 
     def compact_revision(self) -> int:
         """Revisions at or below this one may be gone; reads/watches there raise Compacted."""

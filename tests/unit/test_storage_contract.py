@@ -1,11 +1,14 @@
-"""Conformance suite for the storage `Backend` contract, run against every backend (memory and
-SQLite on a temp file): CRUD and its errors, revisions, lists by prefix/page/past revision,
-`events_since`, subscriber ordering, compaction, and (SQLite) restarts."""
+"""Conformance suite for the storage `Backend` contract: CRUD and its errors, revisions, lists by
+prefix/page/past revision (pagination snapshots), `events_since`, subscriber ordering,
+concurrency, compaction and 410-style `CompactedError`, `latest_revision`. The `backend` fixture
+here runs it on memory and SQLite (a temp file); tests/integration/test_storage_etcd.py runs the
+same test functions on a real etcd by importing them with its own `backend` fixture, so every
+test is relative to the backend's revision at its start (a shared etcd is not at 0) and only
+uses keys of its own (that fixture gives each test a key prefix of its own)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -20,7 +23,6 @@ from kybern.storage import (
     KeyExistsError,
     NotFoundError,
     UnavailableError,
-    open_backend,
 )
 from kybern.storage.memory import MemoryBackend
 from kybern.storage.sqlite import SqliteBackend
@@ -58,7 +60,8 @@ class Recorder:
 
 
 async def test_create_get_update_delete(backend: Backend) -> None:
-    assert backend.current_revision() == 0
+    base = backend.current_revision()
+    assert await backend.latest_revision() == base
     assert await backend.get("/r/a") is None
     created = await backend.create("/r/a", b"one")
     assert created.key == "/r/a" and created.value == b"one"
@@ -82,6 +85,8 @@ async def test_create_get_update_delete(backend: Backend) -> None:
 
     recreated = await backend.create("/r/a", b"new")
     assert recreated.create_revision == recreated.mod_revision > deleted.mod_revision
+    assert recreated.mod_revision == base + 5
+    assert await backend.latest_revision() == backend.current_revision() == base + 5
 
 
 async def test_errors(backend: Backend) -> None:
@@ -107,13 +112,14 @@ async def test_errors(backend: Backend) -> None:
 
 
 async def test_revisions_strictly_increase(backend: Backend) -> None:
+    base = backend.current_revision()
     revisions = []
     for i in range(20):
         kv = await backend.create(f"/r/{i}", b"v")
         revisions.append(kv.mod_revision)
         revisions.append((await backend.update(f"/r/{i}", b"w", kv.mod_revision)).mod_revision)
-    assert revisions == list(range(1, 41))
-    assert backend.current_revision() == 40
+    assert revisions == list(range(base + 1, base + 41))
+    assert backend.current_revision() == base + 40
 
 
 async def test_concurrent_writes_are_checked_one_by_one(backend: Backend) -> None:
@@ -214,24 +220,26 @@ async def test_list_snapshot_is_consistent_while_writing(backend: Backend) -> No
 
 
 async def test_events_since(backend: Backend) -> None:
+    base = backend.current_revision()
     a = await backend.create("/r/a", b"a1")
     await backend.create("/other/x", b"x")
     a2 = await backend.update("/r/a", b"a2", a.mod_revision)
     b = await backend.create("/r/b", b"b1")
     gone = await backend.delete("/r/a")
-    events = await backend.events_since("/r/", 0)
-    assert [e.kv.mod_revision for e in events] == [1, 3, 4, 5]
+    events = await backend.events_since("/r/", base)
+    assert [e.kv.mod_revision - base for e in events] == [1, 3, 4, 5]
     assert [e.type for e in events] == [EventType.PUT] * 3 + [EventType.DELETE]
     assert events[0].kv == a and events[0].prev is None and events[0].is_create
     assert events[1].kv == a2 and events[1].prev == a and not events[1].is_create
     assert events[2].kv == b and events[2].prev is None
     assert events[3].kv == gone and events[3].kv.value == b"a2" and events[3].prev == a2
-    assert await backend.events_since("/r/", 3) == events[2:]
+    assert await backend.events_since("/r/", base + 3) == events[2:]
     assert await backend.events_since("/r/", backend.current_revision()) == []
-    assert len(await backend.events_since("", 0)) == 5
+    assert len(await backend.events_since("", base)) == 5
 
 
 async def test_subscribers_see_writes_before_they_return(backend: Backend) -> None:
+    base = backend.current_revision()
     recorder = Recorder()
     unsubscribe = backend.subscribe(recorder)
 
@@ -243,8 +251,9 @@ async def test_subscribers_see_writes_before_they_return(backend: Backend) -> No
         assert kv.mod_revision in recorder.revisions()
 
     await asyncio.gather(*(write(i) for i in range(40)))
-    assert recorder.revisions() == list(range(1, 81))  # every write, in revision order
-    assert backend.current_revision() == 80
+    # every write, in revision order
+    assert recorder.revisions() == list(range(base + 1, base + 81))
+    assert backend.current_revision() == base + 80
     with pytest.raises(KeyExistsError):
         await backend.create("/r/0", b"again")
     assert len(recorder.events) == 80  # failed writes publish nothing
@@ -273,7 +282,7 @@ async def test_compaction(backend: Backend) -> None:
         await backend.list("/r/", revision=target - 1)
     assert gone.value.compact_revision == target
     with pytest.raises(CompactedError):
-        await backend.events_since("/r/", 1)
+        await backend.events_since("/r/", a.create_revision)
     assert await backend.list("/r/", revision=target) == kept  # the compact revision survives
     assert [kv.value for kv in (await backend.list("/r/")).items] == [a.value, b"b2"]
     events = await backend.events_since("/r/", target)
@@ -312,100 +321,45 @@ async def test_close_is_idempotent_and_final(backend: Backend) -> None:
             await call()
 
 
-async def reopen(store: SqliteBackend, path: Path) -> SqliteBackend:
-    await store.close()
-    fresh = SqliteBackend(str(path), compact_interval=0)
-    await fresh.start()
-    return fresh
+async def test_latest_revision_is_current_when_idle(backend: Backend) -> None:
+    kv = await backend.create("/r/a", b"x")
+    assert await backend.latest_revision() == kv.mod_revision == backend.current_revision()
+    await backend.delete("/r/a")
+    assert await backend.latest_revision() == backend.current_revision() == kv.mod_revision + 1
 
 
-async def test_sqlite_restart_keeps_data_and_revisions(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    store = SqliteBackend(str(path), compact_interval=0)
-    await store.start()
-    try:
-        a = await store.create("/r/a", b"a")
-        await store.create("/r/b", b"b")
-        await store.delete("/r/b")
-        store = await reopen(store, path)
-        assert store.current_revision() == 3
-        assert await store.get("/r/a") == a
-        assert await store.get("/r/b") is None
-        assert [e.kv.mod_revision for e in await store.events_since("/r/", 0)] == [1, 2, 3]
-
-        # compaction removes the newest row (a deletion): revisions still never go down
-        await store.compact(store.current_revision())
-        store = await reopen(store, path)
-        assert store.current_revision() == 3 and store.compact_revision() == 3
-        c = await store.create("/r/c", b"c")
-        assert c.mod_revision == 4
-        with pytest.raises(CompactedError):
-            await store.list("/r/", revision=2)
-        assert [kv.key for kv in (await store.list("/r/")).items] == ["/r/a", "/r/c"]
-    finally:
-        await store.close()
+async def test_pagination_reads_one_snapshot(backend: Backend) -> None:
+    for i in range(10):
+        await backend.create(f"/r/{i:02d}", b"0")
+    first = await backend.list("/r/", limit=3)
+    # the list changes under the pages: the pages still show the first page's snapshot
+    await backend.delete("/r/04")
+    await backend.create("/r/045", b"new")
+    await backend.update("/r/07", b"1", 0)
+    pages, start, revision = list(first.items), first.items[-1].key + "\0", first.revision
+    while True:
+        page = await backend.list("/r/", revision=revision, start_key=start, limit=3)
+        assert page.revision == revision
+        pages.extend(page.items)
+        if not page.more:
+            break
+        start = page.items[-1].key + "\0"
+    assert [kv.key for kv in pages] == [f"/r/{i:02d}" for i in range(10)]
+    assert all(kv.value == b"0" for kv in pages)
+    now = await backend.list("/r/")
+    assert "/r/045" in [kv.key for kv in now.items] and "/r/04" not in [kv.key for kv in now.items]
 
 
-async def test_sqlite_close_drains_queued_writes(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    store = SqliteBackend(str(path), compact_interval=0)
-    await store.start()
-    tasks = [asyncio.create_task(store.create(f"/r/{i:03d}", b"v")) for i in range(200)]
-    await asyncio.sleep(0)  # one loop pass: every task has queued its write
-    await store.close()
-    written = await asyncio.gather(*tasks)  # all were answered by close
-    store = SqliteBackend(str(path), compact_interval=0)
-    await store.start()
-    try:
-        assert (await store.list("/r/")).items == sorted(written, key=lambda kv: kv.key)
-        assert store.current_revision() == 200
-    finally:
-        await store.close()
-
-
-async def test_sqlite_automatic_compaction(tmp_path: Path) -> None:
-    store = SqliteBackend(
-        str(tmp_path / "state.db"),
-        compact_interval=0.02,
-        compact_keep_revisions=5,
-        compact_min_age=0,
-    )
-    await store.start()
-    try:
-        kv = await store.create("/r/a", b"0")
-        for i in range(30):
-            kv = await store.update("/r/a", str(i).encode(), kv.mod_revision)
-        deadline = time.monotonic() + 10
-        while store.compact_revision() < store.current_revision() - 5:
-            assert time.monotonic() < deadline, "automatic compaction did not run"
-            await asyncio.sleep(0.01)
-        assert store.compact_revision() == store.current_revision() - 5
-        with pytest.raises(CompactedError):
-            await store.events_since("/r/", 1)
-        assert await store.get("/r/a") == kv
-    finally:
-        await store.close()
-
-
-async def test_sqlite_min_age_holds_back_compaction(tmp_path: Path) -> None:
-    store = SqliteBackend(
-        str(tmp_path / "state.db"),
-        compact_interval=0.01,
-        compact_keep_revisions=0,
-        compact_min_age=3600,
-    )
-    await store.start()
-    try:
-        for i in range(20):
-            await store.create(f"/r/{i}", b"v")
-        await asyncio.sleep(0.1)  # ten compaction intervals pass; nothing is old enough
-        assert store.compact_revision() == 0 and store.current_revision() == 20
-    finally:
-        await store.close()
-
-
-def test_open_backend_by_url(tmp_path: Path) -> None:
-    assert isinstance(open_backend("memory://"), MemoryBackend)
-    assert isinstance(open_backend(f"sqlite://{tmp_path}/x.db"), SqliteBackend)
-    with pytest.raises(ValueError):
-        open_backend("bogus://x")
+async def test_compacted_pages_and_history_are_gone(backend: Backend) -> None:
+    kv = await backend.create("/r/a", b"0")
+    first = await backend.list("/r/", limit=1)
+    for i in range(3):
+        kv = await backend.update("/r/a", str(i).encode(), kv.mod_revision)
+    await backend.compact(backend.current_revision())
+    with pytest.raises(CompactedError) as gone:
+        await backend.list("/r/", revision=first.revision, start_key="/r/a\0", limit=1)
+    assert gone.value.requested == first.revision
+    assert gone.value.compact_revision == backend.compact_revision() > first.revision
+    with pytest.raises(CompactedError):
+        await backend.events_since("/r/", first.revision)
+    assert (await backend.list("/r/")).items == [kv]

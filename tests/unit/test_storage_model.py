@@ -1,7 +1,9 @@
 """Model-based test of the storage backends: hypothesis drives random sequences of create,
 update, delete (right, wrong and unconditional expected revisions), compaction, lists at past
-revisions with pages, and `events_since` against both backends, and compares every answer with a
-trivial model (a dict of live keys plus the full event log)."""
+revisions with pages, and `events_since` against the backends, and compares every answer with a
+trivial model (a dict of live keys plus the full event log). Revisions are relative to the
+store's revision at the start (tests/integration/test_storage_etcd.py runs the same machine on
+a shared etcd through `make_store`)."""
 
 from __future__ import annotations
 
@@ -40,9 +42,10 @@ EXPECT = st.sampled_from(["right", "wrong", "any"])
 class Model:
     """The truth: live keys and every event ever committed."""
 
-    def __init__(self) -> None:
-        self.revision = 0
-        self.compacted = 0
+    def __init__(self, base: int = 0, compacted: int = 0) -> None:
+        self.base = base
+        self.revision = base
+        self.compacted = compacted
         self.live: dict[str, KeyValue] = {}
         self.log: list[Event] = []
 
@@ -73,16 +76,22 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp: str | None = None
-        self.store: Backend
-        if self.kind == "sqlite":
-            self.tmp = tempfile.mkdtemp(prefix="kybern-model-")
-            self.store = SqliteBackend(f"{self.tmp}/state.db", compact_interval=0)
-        else:
-            self.store = MemoryBackend()
+        self.store = self.make_store()
         self.run(self.store.start())
-        self.model = Model()
+        self.model = Model(self.store.current_revision(), self.store.compact_revision())
         self.published: list[Event] = []
         self.store.subscribe(self.on_events)
+
+    def make_store(self) -> Backend:
+        if self.kind == "sqlite":
+            self.tmp = tempfile.mkdtemp(prefix="kybern-model-")
+            return SqliteBackend(f"{self.tmp}/state.db", compact_interval=0)
+        return MemoryBackend()
+
+    def draw_revision(self, data: st.DataObject) -> int:
+        """A revision since the start, or 0 (now)."""
+        offset = data.draw(st.integers(-1, self.model.revision - self.model.base))
+        return 0 if offset < 0 else self.model.base + offset
 
     def on_events(self, events: Sequence[Event]) -> None:
         self.published.extend(events)
@@ -148,17 +157,19 @@ class StoreMachine(RuleBasedStateMachine):
         assert kv == KeyValue(key, current.value, current.create_revision, rev)
         self.model.commit(EventType.DELETE, kv, current)
 
-    @precondition(lambda self: self.model.revision > self.model.compacted)
+    @precondition(lambda self: self.model.revision > max(self.model.compacted, self.model.base))
     @rule(data=st.data())
     def compact(self, data: st.DataObject) -> None:
-        target = data.draw(st.integers(self.model.compacted + 1, self.model.revision))
+        low = max(self.model.compacted, self.model.base) + 1
+        base = self.model.base  # draws are relative: a shared store does not start at 0
+        target = base + data.draw(st.integers(low - base, self.model.revision - base))
         self.run(self.store.compact(target))
         self.model.compacted = target
         assert self.store.compact_revision() == target
 
     @rule(prefix=PREFIXES, limit=st.integers(0, 3), data=st.data())
     def list_pages(self, prefix: str, limit: int, data: st.DataObject) -> None:
-        revision = data.draw(st.integers(0, self.model.revision))
+        revision = self.draw_revision(data)
         if 0 < revision < self.model.compacted:
             with pytest.raises(CompactedError):
                 self.run(self.store.list(prefix, revision=revision))
@@ -178,7 +189,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(prefix=PREFIXES, data=st.data())
     def events_since(self, prefix: str, data: st.DataObject) -> None:
-        revision = data.draw(st.integers(0, self.model.revision))
+        revision = self.model.base + data.draw(
+            st.integers(0, self.model.revision - self.model.base)
+        )
         if revision < self.model.compacted:
             with pytest.raises(CompactedError):
                 self.run(self.store.events_since(prefix, revision))
