@@ -249,6 +249,23 @@ def field_manager(request: web.Request) -> str:
     return fm
 
 
+def manager_or_user_agent(request: web.Request) -> str:
+    """The field manager of a write: `fieldManager`, else the User-Agent up to its first `/`
+    (printable characters, at most 128 bytes), as kube-apiserver derives it."""
+    fm = field_manager(request)
+    if fm:
+        return fm
+    out, size = [], 0
+    for ch in request.headers.get("User-Agent", "").split("/", 1)[0]:
+        if not ch.isprintable():
+            continue
+        size += len(ch.encode())
+        if size > 128:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
 def int_param(request: web.Request, name: str) -> int | None:
     v = request.query.get(name)
     if v is None or v == "":

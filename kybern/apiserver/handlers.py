@@ -231,7 +231,7 @@ class ApiHandler:
     ) -> web.Response:
         warnings: list[str] = []
         dry = codec.dry_run(request)
-        codec.field_manager(request)
+        manager = codec.manager_or_user_agent(request)
         obj = await self._read_object(request, res, warnings)
         body_ns = (obj.get("metadata") or {}).get("namespace")
         if res.namespaced and body_ns and body_ns != namespace:
@@ -239,7 +239,7 @@ class ApiHandler:
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request"
             )
-        out = await self.store.create(res, namespace, obj, dry_run=dry)
+        out = await self.store.create(res, namespace, obj, dry_run=dry, field_manager=manager)
         return self._reply(out, 201, warnings)
 
     async def _update(
@@ -247,7 +247,7 @@ class ApiHandler:
     ) -> web.Response:
         warnings: list[str] = []
         dry = codec.dry_run(request)
-        codec.field_manager(request)
+        manager = codec.manager_or_user_agent(request)
         obj = await self._read_object(request, res, warnings)
         meta = obj.get("metadata") or {}
         if res.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
@@ -255,7 +255,9 @@ class ApiHandler:
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request"
             )
-        out = await self.store.update(res, namespace, name, obj, subresource=sub, dry_run=dry)
+        out = await self.store.update(
+            res, namespace, name, obj, subresource=sub, dry_run=dry, field_manager=manager
+        )
         return self._reply(out, 200, warnings)
 
     def _patched(
@@ -298,12 +300,88 @@ class ApiHandler:
     ) -> web.Response:
         warnings: list[str] = []
         dry = codec.dry_run(request)
-        codec.field_manager(request)
+        if codec.media_type(request) == "application/apply-patch+yaml":
+            return await self._apply(request, res, namespace, name, sub)
+        manager = codec.manager_or_user_agent(request)
         apply = self._patched(request, res, await codec.read_body(request), warnings)
         out = await self.store.guaranteed_update(
-            res, namespace, name, apply, subresource=sub, dry_run=dry
+            res, namespace, name, apply, subresource=sub, dry_run=dry, field_manager=manager
         )
         return self._reply(out, 200, warnings)
+
+    async def _apply(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
+    ) -> web.Response:
+        """Server-side apply (`application/apply-patch+yaml`): merged by `kybern.api.apply`,
+        the object created when it does not exist yet (201), 409 on conflicts unless
+        `force=true`."""
+        warnings: list[str] = []
+        dry, manager = codec.dry_run(request), codec.field_manager(request)
+        if not manager:
+            required = errors.required("fieldManager", "is required for apply patch")
+            raise errors.invalid("PatchOptions", "meta.k8s.io", "", [required])
+        force = codec.bool_param(request, "force")
+        config = codec.parse(await codec.read_body(request), "application/apply-patch+yaml")
+        if not isinstance(config, dict) or not isinstance(config.get("metadata", {}), dict):
+            raise errors.bad_request("error decoding YAML: the apply patch is not an object")
+        meta = config.get("metadata") or {}
+        if meta.get("name", name) != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})"
+            )
+        if res.namespaced and meta.get("namespace", namespace) not in (namespace, ""):
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+        fm = self.store.field_manager(res)
+        codec.field_validation(request)
+        if not res.crd:  # kube's typed conversion refuses them whatever fieldValidation says
+            unknown = schema.normalize(res.group, res.version, res.kind, config)[1]
+            if unknown:
+                gv = res.api_version if res.group else "/" + res.api_version
+                what = "\n".join(f".{u}: field not declared in schema" for u in unknown)
+                raise errors.StatusError(
+                    500,
+                    "",
+                    f"failed to create typed patch object ({namespace}/{name}; {gv}, "
+                    f"Kind={res.kind}): " + (what if len(unknown) == 1 else "errors:\n" + what),
+                )
+
+        def merged(current: Obj | None) -> Obj:
+            out = fm.apply(current, config, manager, force, sub)
+            out.setdefault("metadata", {})["name"] = name
+            return self._normalize(request, res, out, warnings)
+
+        for _ in range(storemod.MAX_CONFLICT_RETRIES):  # created or deleted meanwhile: again
+            await self.store.consistent()
+            if self.store.peek(res, namespace, name) is not None or sub:
+                try:
+                    out = await self.store.guaranteed_update(
+                        res,
+                        namespace,
+                        name,
+                        merged,
+                        subresource=sub,
+                        dry_run=dry,
+                        field_manager=None,
+                    )
+                except errors.StatusError as e:
+                    if e.code != 404 or sub or e.kind != res.plural:
+                        raise
+                    continue
+                return self._reply(out, 200, warnings)
+            try:
+                out = await self.store.create(
+                    res, namespace, merged(None), dry_run=dry, field_manager=None
+                )
+            except errors.StatusError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+                continue
+            return self._reply(out, 201, warnings)
+        raise errors.conflict(res.plural, res.group, name, "the object keeps changing")
 
     async def _delete_options(self, request: web.Request) -> storemod.DeleteOptions:
         opts = storemod.DeleteOptions(dry_run=codec.dry_run(request))
@@ -450,7 +528,10 @@ class ApiHandler:
                 current["metadata"]["resourceVersion"] = rv
             return current
 
-        out = await self.store.guaranteed_update(res, namespace, name, mutate, dry_run=dry)
+        manager = codec.manager_or_user_agent(request)
+        out = await self.store.guaranteed_update(
+            res, namespace, name, mutate, dry_run=dry, field_manager=manager, managed_as="scale"
+        )
         return codec.json_response(to_scale(out))
 
     async def _bind(
@@ -472,8 +553,14 @@ class ApiHandler:
             spec["nodeName"] = node
             return pod
 
-        await self.store.guaranteed_update(
-            res, namespace, name, mutate, subresource="binding", dry_run=codec.dry_run(request)
+        await self.store.guaranteed_update(  # the binding's fields are nobody's (as in kube)
+            res,
+            namespace,
+            name,
+            mutate,
+            subresource="binding",
+            dry_run=codec.dry_run(request),
+            field_manager=None,
         )
         return codec.json_response(codec.success_status(code=201), 201)
 
@@ -500,7 +587,10 @@ class ApiHandler:
                 current["spec"].pop("finalizers")
             return current
 
-        out = await self.store.guaranteed_update(res, "", name, mutate)
+        manager = codec.manager_or_user_agent(request)
+        out = await self.store.guaranteed_update(
+            res, "", name, mutate, field_manager=manager, managed_as="finalize"
+        )
         return codec.json_response(out)
 
 

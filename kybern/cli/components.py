@@ -24,7 +24,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--disable-controllers",
         default="",
-        help=f"comma-separated controllers not to run (of: {','.join(manager.NAMES)})",
+        help=f"comma-separated controllers not to run (of: {','.join(manager.NAMES)}), "
+        "or * for none",
     )
     p.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
     p.add_argument(
@@ -55,9 +56,10 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
     )
     comps = Components(rest.Client(cfg, user_agent="kybern-components"))
     disabled = {n.strip() for n in args.disable_controllers.split(",") if n.strip()}
-    cm = manager.ControllerManager(comps.client, disabled=disabled)
-    await cm.start()
-    comps.stops.append(cm.stop)
+    if "*" not in disabled:
+        cm = manager.ControllerManager(comps.client, disabled=disabled)
+        await cm.start()
+        comps.stops.append(cm.stop)
     if not args.disable_scheduler:
         sched = scheduler.Scheduler(comps.client)
         await sched.start()

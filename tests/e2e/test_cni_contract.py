@@ -451,7 +451,7 @@ def test_plugins_that_do_not_read_stdin(plugins: Plugins) -> None:
     write then fails with a broken pipe (asyncio) or on a closed transport (uvloop, which kybern
     runs on); either way the plugin's answer counts. A big config makes the write certain to
     hit the closed pipe."""
-    uvloop = pytest.importorskip("uvloop")
+    import uvloop
     quick = plugins.bin / "quick"
     quick.write_text(
         "#!/bin/sh\n"

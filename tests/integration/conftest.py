@@ -71,10 +71,15 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+# the API machinery alone, as envtest runs it: no controller or scheduler changes objects
+API_ONLY = ("--disable-controllers=*", "--disable-scheduler")
+
+
 class Server:
     """A `kybern server` child process on its own data dir."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, args: tuple[str, ...] = API_ONLY) -> None:
+        self.args = args
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.log_path = base_dir / "server.log"
@@ -106,6 +111,7 @@ class Server:
                     str(self.data_dir),
                     "--port",
                     "0",
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -8,10 +8,7 @@ undisturbed."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -20,52 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, START_TIMEOUT, Server, unique, wait_for
+from conftest import Server, unique, wait_for
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
-from test_etcd_support import EtcdCluster, etcd_available, etcd_cluster
-
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")
+from test_etcd_support import EtcdCluster, etcd_cluster
 
 
 class EtcdServer(Server):
     """A `kybern server` on an etcd cluster (everything else as conftest's Server)."""
 
     def __init__(self, base_dir: Path, endpoint: str) -> None:
-        super().__init__(base_dir)
+        super().__init__(base_dir, args=("--datastore-endpoint", endpoint))
         self.endpoint = endpoint
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.kubeconfig.unlink(missing_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kybern",
-                    "server",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--port",
-                    "0",
-                    "--datastore-endpoint",
-                    self.endpoint,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        try:
-            wait_for(self._kubeconfig_written, START_TIMEOUT, message="the kubeconfig")
-            self._load_kubeconfig()
-            wait_for(self.is_ready, START_TIMEOUT, message="/readyz")
-        except BaseException:
-            self.kill()
-            raise
 
 
 @contextlib.contextmanager

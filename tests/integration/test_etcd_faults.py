@@ -15,9 +15,8 @@ import pytest
 import requests
 from conftest import unique, wait_for
 from test_etcd_apiservers import EtcdServer, etcd_servers
-from test_etcd_support import EtcdCluster, etcd_available, etcd_cluster
+from test_etcd_support import EtcdCluster, etcd_cluster
 
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")
 LOAD_THREADS = 4
 ANSWER_WITHIN = 60  # seconds: a guard against a hang, not a performance threshold
 

@@ -18,13 +18,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from test_etcd_apiservers import etcd_servers
-from test_etcd_support import EtcdCluster, etcd_available, etcd_cluster
+from test_etcd_support import EtcdCluster, etcd_cluster
 
 from kybern.storage import CompactedError, KeyValue
 from kybern.storage.etcd import EtcdBackend
 from kybern.storage.sqlite import SqliteBackend
-
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")
 
 
 @pytest.fixture(scope="module")

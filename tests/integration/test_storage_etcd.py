@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
-from test_etcd_support import EtcdCluster, etcd_available, etcd_cluster
+from test_etcd_support import EtcdCluster, etcd_cluster
 
 from kybern.storage import Backend, Event, UnavailableError, open_backend
 from kybern.storage.etcd import EtcdBackend
 from kybern.storage.etcd_client import EtcdClient
-
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")
 
 
 def _load(name: str) -> dict[str, Any]:
