@@ -7,10 +7,13 @@ no `null` unions, no `enum` on `apiVersion`/`kind`, IntOrString and Quantity as 
 Quantity). It answers which definition describes a group/version/kind, which definitions one
 reaches, the schemas of a custom resource from its CRD's `openAPIV3Schema`, and the
 strategic-merge metadata of a kind: every field path carrying `x-kubernetes-patch-strategy` /
-`x-kubernetes-patch-merge-key` (the Go struct tags). Pure data; no HTTP here."""
+`x-kubernetes-patch-merge-key` (the Go struct tags); and, for server-side apply, the
+structured-merge-diff type of a kind or custom resource (`TypeBuilder`) and its Go zero value.
+Pure data; no HTTP here."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 import time
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+
+from kybern.api import managedfields as mf
 
 KUBERNETES_VERSION: Final = "v1.32.0"
 REF_PREFIX: Final = "#/definitions/"
@@ -330,3 +335,157 @@ def load() -> Definitions:
 
 def is_loaded() -> bool:
     return _loaded is not None
+
+
+# ---- structured-merge-diff types (server-side apply) ------------------------------------------
+
+_RAW_EXTENSION: Final = "io.k8s.apimachinery.pkg.runtime.RawExtension"
+# `+default` markers of list-map key fields (kubernetes-validate does not carry `default`)
+_KEY_DEFAULTS: Final[dict[tuple[str, str], Any]] = {
+    ("io.k8s.api.core.v1.ContainerPort", "protocol"): "TCP",
+    ("io.k8s.api.core.v1.ServicePort", "protocol"): "TCP",
+    ("io.k8s.api.core.v1.EndpointPort", "protocol"): "TCP",
+    ("io.k8s.api.discovery.v1.EndpointPort", "protocol"): "TCP",
+}
+# struct-valued fields that are Go values, not pointers: present (empty) in a zero object
+_EMBEDDED: Final = frozenset(
+    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "jobTemplate"}
+)
+_POINTERS: Final = frozenset({("io.k8s.api.core.v1.ReplicationControllerSpec", "template")})
+
+
+def _list_relationship(s: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """(atomic|set|map, keys) of an array schema, as kube-openapi's schemaconv decides."""
+    lt = s.get("x-kubernetes-list-type")
+    if lt in ("set", "map"):
+        return lt, tuple(s.get("x-kubernetes-list-map-keys") or ()) if lt == "map" else ()
+    if lt is None and s.get("x-kubernetes-patch-strategy") in ("merge", "merge,retainKeys"):
+        key = s.get("x-kubernetes-patch-merge-key")
+        return ("map", (key,)) if key else ("set", ())
+    return "atomic", ()
+
+
+class TypeBuilder:
+    """Turns schemas (the 1.32 definitions, or a CRD's `openAPIV3Schema`) into
+    `managedfields.Atom`s the way kube-openapi's schemaconv does: objects with properties are
+    structs (`x-kubernetes-map-type: atomic` makes them one value), `additionalProperties` give
+    map values, lists follow `x-kubernetes-list-type`/`-map-keys` or else the patch strategy
+    (merge with a key: map, without: set; default atomic), IntOrString and Quantity are scalars,
+    RawExtension is untyped, and anything without a type is deduced from its value."""
+
+    def __init__(self, defs: Definitions | None) -> None:
+        self.defs = defs
+        self._named: dict[str, Any] = {}
+
+    def named(self, name: str) -> Any:
+        a = self._named.get(name)
+        if a is None:
+            if name in (INT_OR_STRING, QUANTITY):
+                a = mf.Atom(scalar=True)
+            elif name == _RAW_EXTENSION or self.defs is None:
+                a = mf.UNTYPED
+            else:
+                a = self._named[name] = mf.Atom()  # filled in place: schemas are recursive
+                self._fill(a, self.defs.schemas.get(name) or {}, False)
+            self._named[name] = a
+        return a
+
+    def node(self, s: Mapping[str, Any], preserve: bool) -> Any:
+        ref = _target(s) if "items" not in s else ""
+        if ref:
+            a = self.named(ref)
+            mt = s.get("x-kubernetes-map-type")
+            if mt in ("atomic", "granular") and a.is_map and a.atomic != (mt == "atomic"):
+                a = copy_atom(a, atomic=mt == "atomic")
+            return a
+        a = mf.Atom()
+        self._fill(a, s, preserve)
+        return a
+
+    def _fill(self, a: Any, s: Mapping[str, Any], preserve: bool) -> None:
+        preserve = preserve or bool(s.get("x-kubernetes-preserve-unknown-fields"))
+        typ = s.get("type") or ""
+        if s.get("x-kubernetes-int-or-string") or typ in ("string", "integer", "number", "boolean"):
+            a.scalar = True
+        elif typ == "array":
+            a.is_list = True
+            items = s.get("items")
+            a.list_type, a.keys = _list_relationship(s)
+            if isinstance(items, Mapping) and items:
+                a._elem = lambda: self.node(items, preserve)
+                a.key_defaults = self._key_defaults(items, a.keys)
+            else:
+                a._elem = mf.UNTYPED
+        elif typ == "object" or "properties" in s or "additionalProperties" in s:
+            a.is_map = True
+            props = s.get("properties") or {}
+            a.fields = {n: functools.partial(self.node, sub, preserve) for n, sub in props.items()}
+            extra = s.get("additionalProperties")
+            if isinstance(extra, Mapping) and extra:
+                a._elem = functools.partial(self.node, extra, preserve)
+            a.atomic = s.get("x-kubernetes-map-type") == "atomic"
+        else:
+            a.scalar = a.is_map = a.is_list = True  # no type: deduced from the value
+            a._elem = mf.DEDUCED
+
+    def _key_defaults(self, items: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        target = _target(items)
+        props = (self.defs.schemas.get(target, {}) if target and self.defs else items).get(
+            "properties"
+        ) or {}
+        out = {}
+        for k in keys:
+            if (target, k) in _KEY_DEFAULTS:
+                out[k] = _KEY_DEFAULTS[(target, k)]
+            elif isinstance(props.get(k), Mapping) and "default" in props[k]:
+                out[k] = props[k]["default"]
+        return out
+
+    def custom_resource(self, schema: Mapping[str, Any] | None) -> Any:
+        """A custom resource's type: its CRD schema with standard apiVersion/kind/metadata."""
+        root = self.node(schema or {"x-kubernetes-preserve-unknown-fields": True}, False)
+        if not root.is_map:
+            root = mf.Atom(is_map=True, elem=mf.DEDUCED)
+        root = copy_atom(root)
+        root.fields = dict(root.fields)
+        root.fields["apiVersion"] = root.fields["kind"] = mf.Atom(scalar=True)
+        root.fields["metadata"] = functools.partial(self.named, OBJECT_META)
+        return root
+
+
+def copy_atom(a: Any, **changes: Any) -> Any:
+    b = mf.Atom()
+    for slot in mf.Atom.__slots__:
+        setattr(b, slot, changes.get(slot, getattr(a, slot)))
+    return b
+
+
+_builders: dict[int, TypeBuilder] = {}
+
+
+def kind_type(defs: Definitions, group: str, version: str, kind: str) -> Any:
+    """The structured-merge-diff type of a built-in kind (None for a kind not defined)."""
+    name = defs.name_of(group, version, kind)
+    if name is None:
+        return None
+    builder = _builders.get(id(defs))
+    if builder is None or builder.defs is not defs:
+        builder = _builders[id(defs)] = TypeBuilder(defs)
+    return builder.named(name)
+
+
+def zero_object(defs: Definitions, name: str, depth: int = 0) -> dict[str, Any]:
+    """What Go's zero value of definition `name` looks like to structured-merge-diff: struct
+    fields that are values (metadata, spec, status, template, strategy ...) are empty objects,
+    required lists and maps are null; the rest is absent."""
+    out: dict[str, Any] = {}
+    schema = defs.schemas.get(name) or {}
+    required = set(schema.get("required") or ())
+    for prop, sub in (schema.get("properties") or {}).items():
+        target = _target(sub) if "items" not in sub else ""
+        struct = bool(target) and "properties" in (defs.schemas.get(target) or {})
+        if struct and prop in _EMBEDDED and (name, prop) not in _POINTERS:
+            out[prop] = zero_object(defs, target, depth + 1) if depth < 8 else {}
+        elif prop in required and sub.get("type") not in ("string", "integer", "number", "boolean"):
+            out[prop] = None  # a nil slice, map or pointer
+    return out

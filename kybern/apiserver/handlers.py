@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kybern.api import errors, patch, registry, schema
-from kybern.apiserver import codec, discovery, openapi, reviews, tables, tokens, watch
+from kybern.apiserver import codec, crds, discovery, openapi, reviews, tables, tokens, watch
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -29,7 +29,9 @@ class ApiHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
         try:
-            return await self._dispatch(request)
+            resp = await self._dispatch(request)
+            crds.add_warnings(request, resp)  # a deprecated CRD version's warning
+            return resp
         except errors.StatusError as e:
             return codec.status_response(e)
         finally:
@@ -71,6 +73,8 @@ class ApiHandler:
         if res.namespaced and name and not namespace:
             raise NOT_FOUND
         codec.check_acceptable(res.api_version, res.kind)
+        if res.crd:
+            crds.note_warnings(request, self.store.crds.warnings(res))
         method = request.method
         if watching or (method == "GET" and codec.bool_param(request, "watch")):
             if sub or method != "GET":
@@ -162,6 +166,8 @@ class ApiHandler:
                 f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
             )
         mode = codec.field_validation(request)
+        if res.crd:  # pruned and defaulted by the CRD's schema
+            return self.store.crds.normalize(res, obj, mode, warnings)
         if res.crd or typed or not schema.has_schema(res.group, res.version, res.kind):
             return obj
         out, unknown = schema.normalize(res.group, res.version, res.kind, obj)
@@ -208,6 +214,8 @@ class ApiHandler:
             resource_version_match=q.get("resourceVersionMatch", ""),
         )
         result = await self.store.list(res, namespace, opts)
+        if res.crd:  # as the requested version serves the objects
+            result.items = await self.store.crds.view_many(res, result.items)
         if as_table:
             return tables.list_response(request, self.store, res, result, as_table)
         pb = codec.protobuf_list(res.api_version, res.list_kind, result)
@@ -494,8 +502,10 @@ class ApiHandler:
         self, request: web.Request, res: registry.Resource, namespace: str, name: str
     ) -> web.Response:
         method = request.method
+        paths = self.store.crds.scale_paths(res) if res.crd else None
+        scale_of = (lambda o: crds.to_scale(o, paths)) if paths is not None else to_scale
         if method == "GET":
-            return codec.json_response(to_scale((await self.store.get(res, namespace, name)).obj))
+            return codec.json_response(scale_of((await self.store.get(res, namespace, name)).obj))
         if method not in ("PUT", "PATCH"):
             raise errors.method_not_allowed()
         dry = codec.dry_run(request)
@@ -509,7 +519,7 @@ class ApiHandler:
             desired = self._patched(request, _SCALE_RES, body, [])
 
         def mutate(current: Obj) -> Obj:
-            s = desired(to_scale(current))
+            s = desired(scale_of(current))
             replicas = (s.get("spec") or {}).get("replicas", 0)  # omitted when scaled to 0
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.invalid(
@@ -522,7 +532,7 @@ class ApiHandler:
                         )
                     ],
                 )
-            current.setdefault("spec", {})["replicas"] = replicas
+            crds.set_replicas(current, paths, replicas)
             rv = (s.get("metadata") or {}).get("resourceVersion")
             if rv:
                 current["metadata"]["resourceVersion"] = rv
@@ -532,7 +542,7 @@ class ApiHandler:
         out = await self.store.guaranteed_update(
             res, namespace, name, mutate, dry_run=dry, field_manager=manager, managed_as="scale"
         )
-        return codec.json_response(to_scale(out))
+        return codec.json_response(scale_of(out))
 
     async def _bind(
         self, request: web.Request, res: registry.Resource, namespace: str, name: str

@@ -18,7 +18,7 @@ import orjson
 from kybern import storage
 from kybern.api import apply, defaults, errors, objects, registry, selectors, validation
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import strategy
+from kybern.apiserver import crds, strategy
 
 Obj = dict[str, Any]
 MAX_CONFLICT_RETRIES = 8
@@ -90,6 +90,7 @@ class Store:
         self._namespaces = registry.BUILTIN[0]
         self.on_deleted: list[Callable[[registry.Resource, Obj], None]] = []
         self._field_managers: dict[registry.Resource, tuple[str, apply.FieldManager]] = {}
+        self.crds = crds.CRDs(cacher)  # custom resources: schemas, CEL, versions
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class Store:
         obj = self.cacher.get(res.key_prefix).objects.get(res.key(namespace, name))
         if obj is None:
             raise errors.not_found(res.plural, res.group, name)
-        return obj
+        return await self.crds.view(res, obj) if res.crd else obj
 
     def peek(
         self, res: registry.Resource, namespace: str, name: str
@@ -122,10 +123,7 @@ class Store:
         fsel = selectors.parse_fields(field_selector) if field_selector else None
         if fsel is not None:
             allowed = {"metadata.name", "metadata.namespace", *res.field_selectors}
-            if not res.crd:
-                selectors.validate_fields(fsel, allowed, res.kind)
-            else:
-                selectors.validate_fields(fsel, {"metadata.name", "metadata.namespace"}, res.kind)
+            selectors.validate_fields(fsel, allowed, res.kind)  # CRDs: their selectableFields
         if lsel is not None and lsel.empty:
             lsel = None
         if fsel is not None and not fsel.requirements:
@@ -338,6 +336,8 @@ class Store:
         )
         if not res.crd:
             errs += validation.validate(res.kind, obj)
+        else:
+            errs += self.crds.validate(res, obj, None)
         errs += self.hooks.validate(res, obj, None)
         if errs:
             raise errors.invalid(res.kind, res.group, str(meta.get("name", "")), errs)
@@ -351,7 +351,8 @@ class Store:
                     raise errors.already_exists(res.plural, res.group, name)
                 return obj
             try:
-                kv = await self.backend.create(key, orjson.dumps(obj))
+                stored = await self.crds.to_storage(res, obj) if res.crd else obj
+                kv = await self.backend.create(key, orjson.dumps(stored))
             except storage.KeyExistsError:
                 if meta.get("generateName") and meta["name"].startswith(meta["generateName"]):
                     raise errors.StatusError(
@@ -392,6 +393,8 @@ class Store:
         current = self.peek(res, namespace, name)
         if current is None:
             raise errors.not_found(res.plural, res.group, name)
+        if res.crd:  # as the requested version serves it
+            current = await self.crds.view(res, current)
         rv = meta.get("resourceVersion") or ""
         if rv and rv != current.obj["metadata"]["resourceVersion"]:
             raise errors.stale_conflict(res.plural, res.group, name)
@@ -422,6 +425,8 @@ class Store:
             current = self.peek(res, namespace, name)
             if current is None:
                 raise errors.not_found(res.plural, res.group, name)
+            if res.crd:  # as the requested version serves it
+                current = await self.crds.view(res, current)
             cur_rv = current.obj["metadata"]["resourceVersion"]
             desired = mutate(copy.deepcopy(current.obj))
             drv = objects.meta(desired).get("resourceVersion")
@@ -462,6 +467,8 @@ class Store:
             errs += validation.validate(res.kind, new)
             if subresource != "binding":  # binding sets spec.nodeName, as the registry does
                 errs += validation.validate_update(res.kind, new, old)
+        else:
+            errs += self.crds.validate(res, new, old)
         errs += self.hooks.validate(res, new, old)
         if errs:
             raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
@@ -482,8 +489,9 @@ class Store:
             return new
         nmeta.pop("resourceVersion", None)
         self.hooks.before_write(res, new, old)
+        stored = await self.crds.to_storage(res, new) if res.crd else new
         try:
-            kv = await self.backend.update(current.key, orjson.dumps(new), current.revision)
+            kv = await self.backend.update(current.key, orjson.dumps(stored), current.revision)
         except storage.ConflictError:
             raise _Retry() from None
         except storage.NotFoundError:
