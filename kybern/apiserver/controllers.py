@@ -1,7 +1,7 @@
 """Control loops that live inside the API server because they are part of serving the API:
 the CRD loop (a CRD's resources become servable, with `NamesAccepted`/`Established`
-conditions, and are cleaned up when it goes) and namespace termination (delete everything in
-a deleted namespace, then release it)."""
+conditions, and are cleaned up when it goes). Namespace termination is the `namespace`
+controller's (kybern/controllers)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def resources_of(crd: Obj) -> list[registry.Resource]:
                 short_names=tuple(names.get("shortNames") or ()),
                 categories=tuple(names.get("categories") or ()),
                 subresources=frozenset(k for k in ("status", "scale") if k in subs),
+                field_selectors=tuple(
+                    str(f.get("jsonPath", "")).lstrip(".")
+                    for f in v.get("selectableFields") or []
+                    if isinstance(f, dict) and f.get("jsonPath")
+                ),
                 crd=True,
                 list_kind_name=names.get("listKind") or "",
             )
@@ -105,10 +110,13 @@ class CRDLoop(Loop):
         name = crd["metadata"]["name"]
         if deleted:
             self._unserve(name)
+            self.store.crds.forget(name)
             return
         if crd["metadata"].get("deletionTimestamp"):
+            await self._terminating(crd)
             await self._cleanup(crd)
             return
+        self.store.crds.of(crd)  # compile the schemas and CEL rules once, before serving
         wanted = resources_of(crd)
         conflict = self._conflict(crd, wanted)
         if conflict:
@@ -208,6 +216,32 @@ class CRDLoop(Loop):
             CRDS, "", crd["metadata"]["name"], mutate, subresource="status"
         )
 
+    async def _terminating(self, crd: Obj) -> None:
+        """Condition `Terminating` while the custom resources are being deleted."""
+        conds = (crd.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Terminating" and c.get("status") == "True" for c in conds):
+            return
+
+        def mutate(cur: Obj) -> Obj:
+            status = cur.setdefault("status", {})
+            kept = [c for c in status.get("conditions") or [] if c.get("type") != "Terminating"]
+            kept.append(
+                {
+                    "type": "Terminating",
+                    "status": "True",
+                    "reason": "InstanceDeletionInProgress",
+                    "message": "CustomResource deletion is in progress",
+                    "lastTransitionTime": objects.now_rfc3339(),
+                }
+            )
+            status["conditions"] = kept
+            return cur
+
+        with contextlib.suppress(errors.StatusError):
+            await self.store.guaranteed_update(
+                CRDS, "", crd["metadata"]["name"], mutate, subresource="status"
+            )
+
     async def _cleanup(self, crd: Obj) -> None:
         name = crd["metadata"]["name"]
         for r in self.served.get(name, [])[:1]:
@@ -228,57 +262,3 @@ class CRDLoop(Loop):
             return cur
 
         await self.store.guaranteed_update(CRDS, "", name, mutate)
-
-
-class NamespaceLoop(Loop):
-    """Deletes the content of terminating namespaces, then removes the `kubernetes`
-    finalizer so the namespace goes away."""
-
-    def __init__(self, st: storemod.Store) -> None:
-        super().__init__(st, NAMESPACES)
-        self._retry: set[str] = set()
-        self._pending: set[asyncio.Task[None]] = set()
-
-    async def reconcile(self, ns: Obj, deleted: bool) -> None:
-        name = ns["metadata"]["name"]
-        if deleted or not ns["metadata"].get("deletionTimestamp"):
-            return
-        remaining = 0
-        for r in self.store.registry.all():
-            if not r.namespaced or "delete" not in r.verbs:
-                continue
-            try:
-                rc = self.store.cacher.get(r.key_prefix)
-            except KeyError:
-                continue
-            for o in list(rc.items(name)):
-                remaining += 1
-                if o.obj["metadata"].get("deletionTimestamp"):
-                    continue
-                with contextlib.suppress(errors.StatusError):
-                    await self.store.delete(
-                        r, name, o.obj["metadata"]["name"], storemod.DeleteOptions()
-                    )
-        if remaining:
-            # objects held by finalizers or graceful deletion: look again shortly
-            if name not in self._retry:
-                self._retry.add(name)
-                asyncio.get_running_loop().call_later(1.0, self._requeue, name)
-            return
-
-        def mutate(cur: Obj) -> Obj:
-            spec = cur.setdefault("spec", {})
-            spec["finalizers"] = [f for f in spec.get("finalizers") or [] if f != "kubernetes"]
-            if not spec["finalizers"]:
-                del spec["finalizers"]
-            return cur
-
-        await self.store.guaranteed_update(NAMESPACES, "", name, mutate)
-
-    def _requeue(self, name: str) -> None:
-        self._retry.discard(name)
-        o = self.store.peek(NAMESPACES, "", name)
-        if o is not None:
-            task = asyncio.ensure_future(self._safe(o.obj, False))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kybern.api import errors, patch, registry, schema
-from kybern.apiserver import codec, crds, discovery, openapi, reviews, tables, tokens, watch
+from kybern.apiserver import codec, crds, discovery, openapi, proxy, reviews, tables, tokens, watch
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -25,6 +25,7 @@ class ApiHandler:
         self.discovery = discovery.Discovery(reg)
         self.openapi = openapi.OpenAPI(reg, openapi.crds_in(st))
         self.issuer: tokens.TokenIssuer  # set by the server once the PKI exists
+        self.streams = proxy.PodStreams(st, reg)  # pods/log|exec|attach|portforward
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
@@ -479,8 +480,10 @@ class ApiHandler:
 
     async def _subresource(
         self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         method = request.method
+        if sub in proxy.SUBRESOURCES and res.kind == "Pod" and not res.group:
+            return await self.streams.serve(request, namespace, name, sub)
         if sub == "status":
             if method == "GET":
                 return codec.object_response(await self.store.get(res, namespace, name))

@@ -59,10 +59,7 @@ class APIServer:
         self.hooks = strategy.BuiltinHooks(self.cacher, cfg.service_cidr)
         self.store = storemod.Store(self.backend, self.cacher, self.registry, self.hooks)
         self.api = handlers.ApiHandler(self.store, self.registry)
-        self.loops: list[controllers.Loop] = [
-            controllers.CRDLoop(self.store),
-            controllers.NamespaceLoop(self.store),
-        ]
+        self.loops: list[controllers.Loop] = [controllers.CRDLoop(self.store)]
         self.pki: certs.Pki | None = None
         self.port = 0
         self.ready = False
@@ -81,6 +78,7 @@ class APIServer:
         self.pki = await asyncio.to_thread(certs.ensure_pki, self.data_dir / "pki", hosts=hosts)
         await self.backend.start()
         self.api.issuer = self.issuer = tokens.TokenIssuer(self.pki.sa_key)
+        self.api.streams.pki = self.pki  # its client certificate for calling node agents
         await self.cacher.start(
             sorted({r.key_prefix for r in self.registry.all() if not r.virtual})
         )

@@ -548,9 +548,12 @@ class Store:
                 )
             grace = self.hooks.grace_period(res, current.obj, opts.grace_period)
             own = list(cmeta.get("finalizers") or [])
-            gc = _GC_FINALIZERS.get(opts.propagation, "")
-            if gc:  # the garbage collector deletes (Foreground) or releases (Orphan) dependents
-                own = [f for f in own if f not in _GC_FINALIZERS.values()] + [gc]
+            policy = opts.propagation or _default_policy(res, own)
+            if opts.propagation or policy == "Orphan":
+                # the garbage collector deletes (Foreground) or releases (Orphan) dependents
+                own = [f for f in own if f not in _GC_FINALIZERS.values()]
+                if policy in _GC_FINALIZERS:
+                    own.append(_GC_FINALIZERS[policy])
             finalizers = list(own)
             if res.kind == "Namespace" and not res.group:
                 finalizers += (current.obj.get("spec") or {}).get("finalizers") or []
@@ -586,6 +589,17 @@ class Store:
 
 _CRDS = next(r for r in registry.BUILTIN if r.kind == "CustomResourceDefinition")
 _GC_FINALIZERS = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}
+# kinds whose dependents are orphaned when a delete names no policy (as in Kubernetes)
+_ORPHAN_BY_DEFAULT = {("", "ReplicationController"), ("batch", "Job")}
+
+
+def _default_policy(res: registry.Resource, finalizers: list[str]) -> str:
+    """The propagation policy of a delete that names none: what the object's own GC
+    finalizer says, else the kind's default."""
+    for policy, fin in _GC_FINALIZERS.items():
+        if fin in finalizers:
+            return policy
+    return "Orphan" if (res.group, res.kind) in _ORPHAN_BY_DEFAULT else "Background"
 
 
 class _Retry(Exception):

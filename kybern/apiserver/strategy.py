@@ -8,7 +8,7 @@ import base64
 import copy
 from typing import Any
 
-from kybern.api import errors, registry
+from kybern.api import crdschema_check, defaults, errors, registry
 from kybern.apiserver import allocators
 from kybern.apiserver import cache as cachemod
 
@@ -68,11 +68,15 @@ class Hooks:
     def prepare_update(self, res: registry.Resource, new: Obj, old: Obj) -> None:
         if not res.group and res.kind == "Secret":
             _merge_string_data(new)
+        if _is_crd(res):
+            crdschema_check.default_crd(new, old)
 
     def validate(
         self, res: registry.Resource, obj: Obj, old: Obj | None
     ) -> list[errors.FieldError]:
         errs: list[errors.FieldError] = []
+        if _is_crd(res):  # structural schema, CEL rules, versions, ...
+            errs += crdschema_check.validate_crd(obj, old)
         if old is not None and old["metadata"].get("deletionTimestamp"):
             before = set(old["metadata"].get("finalizers") or [])
             added = [f for f in obj["metadata"].get("finalizers") or [] if f not in before]
@@ -129,6 +133,9 @@ class BuiltinHooks(Hooks):
             fins = obj["metadata"].setdefault("finalizers", [])
             if "customresourcecleanup.apiextensions.k8s.io" not in fins:
                 fins.append("customresourcecleanup.apiextensions.k8s.io")
+            crdschema_check.default_crd(obj)
+        if res.group == "batch" and res.kind == "Job":
+            defaults.generate_job_selector(obj)
         if res.group:
             return
         if res.kind == "Namespace":
@@ -233,6 +240,10 @@ class BuiltinHooks(Hooks):
         if res.kind == "Pod":
             return int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
         return False
+
+
+def _is_crd(res: registry.Resource) -> bool:
+    return res.group == "apiextensions.k8s.io" and res.kind == "CustomResourceDefinition"
 
 
 def _merge_string_data(secret: Obj) -> None:

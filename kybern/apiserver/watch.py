@@ -16,7 +16,7 @@ from aiohttp import web
 from kybern import storage
 from kybern.api import errors, protobuf, registry
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import codec, tables
+from kybern.apiserver import codec, crds, tables
 from kybern.apiserver import store as storemod
 
 BOOKMARK_INTERVAL = 5.0
@@ -60,21 +60,24 @@ async def serve(
         raise errors.timeout(f"Too large resource version: {since}, current: {st.cacher.revision}")
 
     rc = st.cacher.get(res.key_prefix)
+    view = st.crds.watch_view(res)  # custom resources: as the watched version serves them
     watcher = cachemod.Watcher(namespace if res.namespaced else "", flt)
     rc.watchers.add(watcher)  # from here on, live events queue up
     initial: list[bytes] = []
     sent = st.cacher.revision
     backlog: list[cachemod.WatchEvent] | None = []
     if rv in ("", "0"):
-        for o in rc.items(watcher.namespace):
-            if flt is None or flt(o):
-                initial.append(
-                    table.frame("ADDED", o)
-                    if table
-                    else codec.proto_frame("ADDED", o)
-                    if proto
-                    else b'{"type":"ADDED","object":%s}\n' % o.json
-                )
+        matched = [o for o in rc.items(watcher.namespace) if flt is None or flt(o)]
+        if view is not None:
+            matched = await st.crds.view_many(res, matched)
+        for o in matched:
+            initial.append(
+                table.frame("ADDED", o)
+                if table
+                else codec.proto_frame("ADDED", o)
+                if proto
+                else b'{"type":"ADDED","object":%s}\n' % o.json
+            )
     else:
         backlog = rc.events_after(since)
         sent = since
@@ -102,6 +105,8 @@ async def serve(
             if watcher.namespace and ev.obj.namespace != watcher.namespace:
                 continue
             out = cachemod.translate(ev, flt)
+            if out is not None and view is not None:
+                out = await crds.convert_event(view, out)
             if out is not None:
                 await resp.write(
                     table.frame(out.type, out.obj) if table else out.proto if proto else out.json
@@ -134,6 +139,8 @@ async def serve(
             if live.revision <= sent:
                 continue
             sent = live.revision
+            if view is not None:
+                live = await crds.convert_event(view, live)
             chunk = [
                 table.frame(live.type, live.obj) if table else live.proto if proto else live.json
             ]
@@ -143,6 +150,8 @@ async def serve(
                     break
                 if nxt.revision > sent:
                     sent = nxt.revision
+                    if view is not None:
+                        nxt = await crds.convert_event(view, nxt)
                     chunk.append(
                         table.frame(nxt.type, nxt.obj)
                         if table

@@ -30,6 +30,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from kybern.controllers import manager
+
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 START_TIMEOUT = 60.0
@@ -71,8 +73,12 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-# the API machinery alone, as envtest runs it: no controller or scheduler changes objects
-API_ONLY = ("--disable-controllers=*", "--disable-scheduler")
+# the API machinery alone, as envtest runs it: no controller or scheduler changes objects,
+# except the namespace controller, which finishes namespace deletion
+API_ONLY = (
+    "--disable-controllers=" + ",".join(n for n in manager.NAMES if n != "namespace"),
+    "--disable-scheduler",
+)
 
 
 class Server:
