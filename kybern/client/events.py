@@ -100,6 +100,7 @@ class Action:
     name: str
     body: Obj  # the event (create) or the patch
     event: Obj = field(default_factory=dict)  # patch: the whole event, to re-create it
+    key: str = ""  # the correlator's dedup key, so `forget` needs no scan
 
 
 class Correlator:
@@ -173,16 +174,21 @@ class Correlator:
             patch = {"count": seen.event["count"] + 1, "lastTimestamp": ts}
             patch["message"] = event["message"]
             seen.event.update(patch)
-            return Action("patch", seen.namespace, seen.name, patch, dict(seen.event))
+            return Action("patch", seen.namespace, seen.name, patch, dict(seen.event), dedup_key)
         ns = ref.get("namespace") or "default"
         name = "%s.%x" % (ref.get("name", "event"), time.time_ns() + next(self._seq))
         event["metadata"] = {"name": name, "namespace": ns}
         event.update(count=1, firstTimestamp=ts, lastTimestamp=ts)
         self._seen.store(dedup_key, _Seen(name, ns, dict(event)))
-        return Action("create", ns, name, event)
+        return Action("create", ns, name, event, key=dedup_key)
 
     def forget(self, action: Action) -> None:
         """The write of `action` failed for good: the next identical event creates anew."""
+        if action.key:  # O(1): a full queue drops events at the rate they come in
+            seen = self._seen.get(action.key)
+            if seen is not None and (seen.name, seen.namespace) == (action.name, action.namespace):
+                del self._seen[action.key]
+            return
         for key, seen in list(self._seen.items()):
             if seen.name == action.name and seen.namespace == action.namespace:
                 del self._seen[key]

@@ -106,13 +106,14 @@ class Base:
     """A controller: informer handlers enqueue keys, workers call `reconcile(key)`."""
 
     name: ClassVar[str] = ""
+    component: ClassVar[str] = ""  # events' source.component; default `<name>-controller`
 
     def __init__(self, ctx: Context, *, workers: int = 0) -> None:
         self.ctx = ctx
         self.client = ctx.client
         self.clock = ctx.clock
         self.options = ctx.options
-        self.recorder = ctx.broadcaster.new_recorder(f"{self.name}-controller")
+        self.recorder = ctx.broadcaster.new_recorder(self.component or f"{self.name}-controller")
         self.controller = reconcile.Controller(
             self.name, self.reconcile, workers=workers or ctx.options.workers
         )

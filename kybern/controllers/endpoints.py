@@ -112,6 +112,7 @@ def service_labels(svc: Obj) -> dict[str, str]:
 
 class EndpointsController(common.Base):
     name = "endpoints"
+    component = "endpoint-controller"
 
     def __init__(self, ctx: common.Context) -> None:
         super().__init__(ctx)

@@ -94,6 +94,7 @@ def _ports_key(s: Obj) -> tuple[str, str]:
 
 class EndpointSliceController(common.Base):
     name = "endpointslice"
+    component = "endpoint-slice-controller"
 
     def __init__(self, ctx: common.Context) -> None:
         super().__init__(ctx)

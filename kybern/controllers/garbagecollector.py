@@ -53,6 +53,7 @@ def eligible(r: registry.Resource) -> bool:
 
 class GarbageCollector(common.Base):
     name = "garbagecollector"
+    component = "garbage-collector-controller"
 
     def __init__(self, ctx: common.Context, disco: discovery.Discovery) -> None:
         super().__init__(ctx, workers=4)

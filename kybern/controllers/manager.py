@@ -29,6 +29,7 @@ from kybern.controllers import (
     garbagecollector,
     job,
     namespace,
+    nodeipam,
     nodelifecycle,
     replicaset,
     serviceaccount,
@@ -45,6 +46,7 @@ NAMES: tuple[str, ...] = (
     "garbagecollector",
     "namespace",
     "nodelifecycle",
+    "nodeipam",
     "endpoints",
     "endpointslice",
     "serviceaccount",
@@ -55,7 +57,14 @@ NAMES: tuple[str, ...] = (
 )
 
 
-def _build(name: str, ctx: common.Context, disco: discovery.Discovery) -> common.Base:
+def _build(
+    name: str,
+    ctx: common.Context,
+    disco: discovery.Discovery,
+    ipam: tuple[str, int] = (nodeipam.DEFAULT_CLUSTER_CIDR, nodeipam.DEFAULT_MASK_SIZE),
+) -> common.Base:
+    if name == "nodeipam":
+        return nodeipam.NodeIPAMController(ctx, cluster_cidr=ipam[0], mask_size=ipam[1])
     if name == "garbagecollector":
         return garbagecollector.GarbageCollector(ctx, disco)
     if name == "namespace":
@@ -99,12 +108,17 @@ class ControllerManager:
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        cluster_cidr: str = nodeipam.DEFAULT_CLUSTER_CIDR,
+        node_cidr_mask_size: int = nodeipam.DEFAULT_MASK_SIZE,
     ) -> None:
         unknown = set(disabled) - set(NAMES)
         if unknown:
             raise ValueError(f"unknown controllers: {', '.join(sorted(unknown))}")
         self.client = client
         self.enabled = tuple(n for n in NAMES if n not in disabled)
+        self.ipam = (cluster_cidr, node_cidr_mask_size)
+        if "nodeipam" in self.enabled:
+            nodeipam.CIDRAllocator(cluster_cidr, node_cidr_mask_size)  # ValueError if bad
         self.identity = identity or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.options = options or common.Options()
         self.clock = clock
@@ -124,7 +138,11 @@ class ControllerManager:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Begin contending for leadership; returns at once (see `wait_running`)."""
+        """Begin contending for leadership; returns at once (see `wait_running`). With every
+        controller disabled there is nothing to lead: the Lease is left to others."""
+        if not self.enabled:
+            log.info("all controllers disabled; not contending for %s", LEASE_NAME)
+            return
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="controller-manager")
 
@@ -169,7 +187,7 @@ class ControllerManager:
         ctx = common.Context(self.client, factory, broadcaster, self.options, self.clock)
         disco = discovery.Discovery(self.client)
         self.factory, self.broadcaster = factory, broadcaster
-        self.controllers = {n: _build(n, ctx, disco) for n in self.enabled}
+        self.controllers = {n: _build(n, ctx, disco, self.ipam) for n in self.enabled}
         broadcaster.start()
         factory.start()
         await factory.wait_synced(timeout=60.0)

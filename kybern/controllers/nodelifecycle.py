@@ -77,6 +77,7 @@ def desired_taints(node: Obj, now: str, current: list[Obj]) -> list[Obj]:
 
 class NodeLifecycleController(common.Base):
     name = "nodelifecycle"
+    component = "node-controller"
 
     def __init__(self, ctx: common.Context) -> None:
         super().__init__(ctx)

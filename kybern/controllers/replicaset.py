@@ -273,6 +273,7 @@ class ReplicationManager(ReplicaSetController):
     """ReplicationControllers: the same loop; the selector is a plain label map."""
 
     name = "replicationcontroller"
+    component = "replication-controller"
     res = common.RCS
 
     def selector_of(self, owner: Obj) -> selectors.LabelSelector:

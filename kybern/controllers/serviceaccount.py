@@ -16,6 +16,7 @@ DEFAULT = "default"
 
 class ServiceAccountController(common.Base):
     name = "serviceaccount"
+    component = "service-account-controller"
 
     def __init__(self, ctx: common.Context) -> None:
         super().__init__(ctx)

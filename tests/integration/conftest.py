@@ -73,9 +73,10 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-# the API machinery alone, as envtest runs it: no controller or scheduler changes objects,
-# except the namespace controller, which finishes namespace deletion
-API_ONLY = (
+# the API machinery alone, as envtest runs it: no controller or scheduler changes objects
+API_ONLY = ("--disable-controllers=*", "--disable-scheduler")
+# plus the namespace controller, for tests that wait for a namespace to go away
+WITH_NAMESPACES = (
     "--disable-controllers=" + ",".join(n for n in manager.NAMES if n != "namespace"),
     "--disable-scheduler",
 )
@@ -324,11 +325,13 @@ class StreamReader:
 
 
 @contextlib.contextmanager
-def running_server(*, must_survive: bool = True) -> Iterator[Server]:
+def running_server(
+    *, must_survive: bool = True, args: tuple[str, ...] = API_ONLY
+) -> Iterator[Server]:
     """A started server in a temp dir; stopped (and checked to exit cleanly) and removed at
     the end. `must_survive`: fail if the process is gone by then (not for kill tests)."""
     base = Path(tempfile.mkdtemp(prefix="kybern-it-"))
-    srv = Server(base)
+    srv = Server(base, args)
     try:
         srv.start()
         yield srv
