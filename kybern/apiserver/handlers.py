@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kybern.api import errors, patch, registry, schema
+from kybern.api import errors, objects, patch, registry, schema
 from kybern.apiserver import codec, crds, discovery, openapi, proxy, reviews, tables, tokens, watch
 from kybern.apiserver import store as storemod
 
@@ -555,15 +555,39 @@ class ApiHandler:
         if not node:
             raise errors.invalid("Binding", "", name, [errors.required("target.name")])
 
+        bmeta = binding.get("metadata") or {}
+
         def mutate(pod: Obj) -> Obj:
             spec = pod.setdefault("spec", {})
-            if pod["metadata"].get("deletionTimestamp"):
+            meta = pod["metadata"]
+            if bmeta.get("uid") and bmeta["uid"] != meta.get("uid"):
+                raise errors.conflict(
+                    "pods",
+                    "",
+                    name,
+                    f"Precondition failed: UID in precondition: {bmeta['uid']}, "
+                    f"UID in object meta: {meta.get('uid')}",
+                )
+            if meta.get("deletionTimestamp"):
                 raise errors.conflict("pods", "", name, "pod is being deleted")
             if spec.get("nodeName"):
                 raise errors.conflict(
                     "pods", "", name, f'pod {name} is already assigned to node "{spec["nodeName"]}"'
                 )
             spec["nodeName"] = node
+            if bmeta.get("annotations"):
+                meta["annotations"] = {**(meta.get("annotations") or {}), **bmeta["annotations"]}
+            status = pod.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            status["conditions"] = [
+                *conds,
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": objects.now_rfc3339(),
+                },
+            ]
             return pod
 
         await self.store.guaranteed_update(  # the binding's fields are nobody's (as in kube)

@@ -50,7 +50,7 @@ def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str)
     meta["name"] = ometa["name"]
     if "namespace" in ometa:
         meta["namespace"] = ometa["namespace"]
-    if res.has_status:
+    if res.has_status and subresource != "binding":  # binding also sets PodScheduled
         if "status" in old:
             new["status"] = old["status"]
         else:
@@ -62,7 +62,7 @@ class Hooks:
     """Kind-specific behaviour; the base class is what every kind gets."""
 
     def prepare_create(self, res: registry.Resource, obj: Obj) -> None:
-        if res.has_status and res.kind not in ("Pod", "Namespace"):
+        if res.has_status and res.kind not in ("Pod", "Namespace", "Node"):
             obj.pop("status", None)
 
     def prepare_update(self, res: registry.Resource, new: Obj, old: Obj) -> None:

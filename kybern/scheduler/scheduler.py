@@ -36,6 +36,7 @@ log = logging.getLogger("kybern.scheduler")
 
 NODES = next(r for r in registry.BUILTIN if r.kind == "Node")
 NAMESPACES = next(r for r in registry.BUILTIN if r.kind == "Namespace")
+LEASES = next(r for r in registry.BUILTIN if r.kind == "Lease")
 LEASE_NAME = "kybern-scheduler"
 UNSCHEDULABLE_LEFTOVER_INTERVAL = 30.0
 
@@ -72,6 +73,10 @@ def _strip(pod: Obj) -> tuple[Any, Any]:
         if k not in ("resourceVersion", "generation", "managedFields", "finalizers")
     }
     return meta, pod.get("spec")
+
+
+def _gated(pod: Obj) -> bool:
+    return bool((pod.get("spec") or {}).get("schedulingGates"))
 
 
 def pod_updated(old: Obj, new: Obj) -> bool:
@@ -178,6 +183,9 @@ class Scheduler:
                 fw.ClusterEvent(fw.ASSIGNED_POD, fw.ActionType.ADD, "AssignedPodAdd")
             )
         elif self._responsible(pod):
+            if _gated(pod):
+                self._spawn(self._set_gated(pod), "gated")
+                return
             self.queue.add(PodInfo(pod))
 
     def _on_pod_update(self, old: Obj, new: Obj) -> None:
@@ -188,9 +196,19 @@ class Scheduler:
                     self.cache.remove_pod(key)
                     self.queue.move_all_to_active_or_backoff(fw.EVENT_ASSIGNED_POD_DELETE)
                 return
-            was_assigned = _assigned(old) and self.cache.pod(key) is not None
-            pi = PodInfo(new)
             before = self.cache.pod(key)
+            was_assigned = _assigned(old) and before is not None
+            if (
+                was_assigned
+                and before is not None
+                and old.get("spec") == new.get("spec")
+                and old["metadata"].get("labels") == new["metadata"].get("labels")
+                and bool(old["metadata"].get("deletionTimestamp"))
+                == bool(new["metadata"].get("deletionTimestamp"))
+            ):
+                before.pod = new  # a status change (the kubelet's): nothing to recount
+                return
+            pi = PodInfo(new)
             self.cache.update_pod(pi)
             if not was_assigned:
                 self.queue.delete(key)
@@ -216,6 +234,9 @@ class Scheduler:
         pi = PodInfo(new)
         if self.cache.is_assumed(pi.key):
             return  # its binding is in flight
+        if _gated(new):  # kube's SchedulingGates: held back until the gates are removed
+            self.queue.delete(pi.key)
+            return
         self.queue.update(pi, spec_changed=pod_updated(old, new))
 
     def _on_pod_delete(self, pod: Obj) -> None:
@@ -311,14 +332,14 @@ class Scheduler:
 
     async def _release(self) -> None:
         """client-go's ReleaseOnCancel: hand the Lease back so a successor need not wait."""
-        lease = await self.client.get(leaderelection.LEASES, self.lease_name, "kube-system")
+        lease = await self.client.get(LEASES, self.lease_name, "kube-system")
         spec = lease.get("spec") or {}
         if spec.get("holderIdentity") != self.identity:
             return
-        now = leaderelection._micro_now()
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
         lease["spec"] = spec
-        await self.client.update(leaderelection.LEASES, lease)
+        await self.client.update(LEASES, lease)
 
     def statistics(self) -> Statistics:
         active, backoff, unsched = self.queue.pending()
@@ -464,6 +485,11 @@ class Scheduler:
         message = status.message
         self.recorder.event(_with_kind(current), "Warning", "FailedScheduling", message)
         self._spawn(self._set_condition(current, reason, message), f"condition-{pod.key}")
+
+    async def _set_gated(self, pod: Obj) -> None:
+        await self._set_condition(
+            pod, "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates"
+        )
 
     async def _set_condition(self, pod: Obj, reason: str, message: str) -> None:
         conds = (pod.get("status") or {}).get("conditions") or []

@@ -220,9 +220,11 @@ class SimNodes:
                 if e.code != 409:
                     raise
                 node = await self.client.get(NODES, name)
-        # the API server may drop status on create (kubelets register with it): set it now
-        node["status"] = {**(node.get("status") or {}), **desired["status"]}
-        node = await self.client.update_status(NODES, node)
+        # the API server may drop status on create (kubelets register with it): set it now;
+        # a merge patch, so a controller writing the node meanwhile causes no conflict
+        node = await self.client.patch(
+            NODES, name, {"status": desired["status"]}, subresource="status"
+        )
         uid = node["metadata"]["uid"]
         lease = o.lease_object(name, uid, self.lease_duration, o.micro_time(time.time()))
         try:
