@@ -114,7 +114,9 @@ BUILTIN: tuple[Resource, ...] = (
         "pods",
         short_names=("po",),
         categories=_WORKLOAD,
-        subresources=frozenset({"status", "binding", "eviction"}),
+        subresources=frozenset(
+            {"status", "binding", "eviction", "log", "exec", "attach", "portforward"}
+        ),
         field_selectors=(
             "spec.nodeName",
             "spec.restartPolicy",

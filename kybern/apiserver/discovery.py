@@ -40,6 +40,10 @@ _SUBRESOURCES: dict[str, tuple[str, str, str, list[str]]] = {
     "eviction": ("policy", "v1", "Eviction", ["create"]),
     "finalize": ("", "", "", ["update"]),
     "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
+    "log": ("", "", "Pod", ["get"]),
+    "exec": ("", "", "PodExecOptions", ["create", "get"]),
+    "attach": ("", "", "PodAttachOptions", ["create", "get"]),
+    "portforward": ("", "", "PodPortForwardOptions", ["create", "get"]),
 }
 
 
