@@ -166,6 +166,11 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
         spec.pop(k, None)
     for p in spec.get("ports") or []:
         p.pop("nodePort", None)
+    if out.get("kind") == "Job":  # the generated selector and pod labels name this Job
+        spec.pop("selector", None)
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        for k in [k for k in labels if "controller-uid" in k or "job-name" in k]:
+            del labels[k]
     return out
 
 
