@@ -452,6 +452,7 @@ def test_plugins_that_do_not_read_stdin(plugins: Plugins) -> None:
     runs on); either way the plugin's answer counts. A big config makes the write certain to
     hit the closed pipe."""
     import uvloop
+
     quick = plugins.bin / "quick"
     quick.write_text(
         "#!/bin/sh\n"
