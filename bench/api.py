@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import resource
+import shlex
 import shutil
 import signal
 import ssl
@@ -39,9 +40,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import yaml
@@ -71,6 +72,8 @@ REQUEST_TIMEOUT = 60.0  # seconds one ordinary request may take
 PHASE_TIMEOUT = 600.0  # seconds one phase may take before it is abandoned
 WATCH_DRAIN = 10.0  # seconds watchers may still take after the last write
 MIB = 1024 * 1024
+BUSY_RETRY_PCT = 50.0  # --retry-busy: % of a core the rest of the machine may use
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- small helpers
@@ -98,14 +101,27 @@ def client_cpu() -> float:
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of process `pid` (all its threads), 0 if it is gone."""
+def proc_cpu(pid: int, main_thread: bool = False) -> float:
+    """User + system CPU seconds of process `pid` (all its threads, or only its main thread,
+    which runs the event loop), 0 if it is gone."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores of the machine have been busy (not idle, not waiting on I/O)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
 def proc_status(pid: int, key: str) -> int:
@@ -171,27 +187,47 @@ class Phase:
     name: str
     wall: float = 0.0
     server_cpu: float = 0.0
+    server_loop_cpu: float = 0.0  # the server's main thread: its event loop
     client_cpu: float = 0.0
+    machine_cpu: float = 0.0  # all processes
+    rss_after: int = 0  # server VmRSS at the end of the phase
 
     @property
     def server_pct(self) -> float:
         return 100.0 * self.server_cpu / self.wall if self.wall else 0.0
 
     @property
+    def server_loop_pct(self) -> float:
+        return 100.0 * self.server_loop_cpu / self.wall if self.wall else 0.0
+
+    @property
     def client_pct(self) -> float:
         return 100.0 * self.client_cpu / self.wall if self.wall else 0.0
+
+    @property
+    def others_pct(self) -> float:
+        """Everything else on the machine: other processes, and kernel time not charged to
+        the server or the client."""
+        if self.wall < 0.5:  # CPU times come in clock ticks: too coarse for short phases
+            return 0.0
+        rest = self.machine_cpu - self.server_cpu - self.client_cpu
+        return max(0.0, 100.0 * rest / self.wall)
 
 
 @contextlib.contextmanager
 def measured(phases: list[Phase], name: str, pid: int) -> Iterator[Phase]:
     ph = Phase(name)
-    t0, s0, c0 = time.perf_counter(), proc_cpu(pid), client_cpu()
+    t0, s0, m0, c0 = time.perf_counter(), proc_cpu(pid), proc_cpu(pid, True), client_cpu()
+    b0 = machine_busy()
     try:
         yield ph
     finally:
         ph.wall = time.perf_counter() - t0
         ph.server_cpu = proc_cpu(pid) - s0
+        ph.server_loop_cpu = proc_cpu(pid, True) - m0
         ph.client_cpu = client_cpu() - c0
+        ph.machine_cpu = machine_busy() - b0
+        ph.rss_after = proc_status(pid, "VmRSS")
         phases.append(ph)
 
 
@@ -210,14 +246,33 @@ async def closed_loop(
                 lat.append(time.perf_counter() - t)
 
     t0 = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(clients))), PHASE_TIMEOUT)
+    await all_of([worker() for _ in range(clients)], PHASE_TIMEOUT)
     return time.perf_counter() - t0, lat
+
+
+async def all_of(coros: list[Coroutine[Any, Any, T]], timeout: float) -> list[T]:
+    """Run `coros` concurrently and return their results; on an error, a timeout or a
+    cancellation, cancel them all and wait for them before raising."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            raise TimeoutError(
+                f"{len(pending)} of {len(tasks)} tasks still running after {timeout}s"
+            )
+        return [t.result() for t in tasks]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # ---------------------------------------------------------------- the server under test
 
 
-def kybern_command() -> list[str]:
+def kybern_command(override: str = "") -> list[str]:
+    if override:
+        return shlex.split(override)
     exe = Path(sys.executable).parent / "kybern"
     if exe.exists():
         return [str(exe)]
@@ -237,7 +292,17 @@ def _kill_leftovers() -> None:
 class Server:
     """One `kybern server` subprocess on a data directory."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        command: str = "",
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.command = kybern_command(command)
+        self.extra = list(extra or [])
+        self.env = env
         self.data_dir = data_dir
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -253,25 +318,47 @@ class Server:
         kubeconfig = self.data_dir / "kubeconfig"
         with contextlib.suppress(FileNotFoundError):
             kubeconfig.unlink()  # a restart writes a new one when it is ready
-        cmd = [*kybern_command(), "server", "--data-dir", str(self.data_dir), "--port", "0"]
+        cmd = [*self.command, "server", "--data-dir", str(self.data_dir), "--port", "0"]
+        cmd += self.extra
         with open(self.log_path, "ab") as log:
             self.spawned_at = time.perf_counter()
             # own session: a Ctrl-C in the terminal reaches only the benchmark, which then
             # stops the server in order
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                cmd,
+                cwd=self.data_dir.parent,  # not the checkout: `python -m` imports from the cwd
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         _LIVE.add(self.proc)
 
-    async def wait_ready(self, probe: aiohttp.ClientSession) -> tuple[float, dict[str, Any]]:
-        """Seconds from spawn to the first /readyz 200, and the kubeconfig. The port is learnt
-        from the kubeconfig, which the server writes as soon as it serves."""
+    async def wait_ready(self, probe: aiohttp.ClientSession) -> tuple[float, float, dict[str, Any]]:
+        """Seconds from spawn to the first /readyz 200, seconds from spawn to the kubeconfig,
+        and the kubeconfig. The port (the server was given 0) is found from the server's
+        listening sockets in /proc, so /readyz is timed on its own, not behind the kubeconfig
+        (which the server writes once everything it runs has started)."""
         assert self.proc is not None
         kubeconfig = self.data_dir / "kubeconfig"
         deadline = self.spawned_at + READY_TIMEOUT
+        ready_at = 0.0
+        while not ready_at:
+            urls = [f"https://127.0.0.1:{port}" for port in listening_ports(self.pid)]
+            if not urls and kubeconfig.exists():  # e.g. listening on IPv6 only
+                urls = [self._url_from(kubeconfig)]
+            for url in urls:
+                if await self._ready(probe, url):
+                    ready_at = time.perf_counter()
+                    break
+            else:
+                self._check_alive(deadline)
+                await asyncio.sleep(0.002)
         while not kubeconfig.exists():
             self._check_alive(deadline)
             await asyncio.sleep(0.002)
+        kubeconfig_at = time.perf_counter()
         cfg: dict[str, Any] = {}
         while True:  # written atomically, but be tolerant
             try:
@@ -281,16 +368,27 @@ class Server:
             except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
                 self._check_alive(deadline)
                 await asyncio.sleep(0.002)
-        while True:
-            try:
-                async with probe.get(self.url + "/readyz", ssl=False) as r:
-                    await r.read()
-                    if r.status == 200:
-                        return time.perf_counter() - self.spawned_at, cfg
-            except (aiohttp.ClientError, OSError):
-                pass
-            self._check_alive(deadline)
-            await asyncio.sleep(0.002)
+        return ready_at - self.spawned_at, kubeconfig_at - self.spawned_at, cfg
+
+    @staticmethod
+    def _url_from(kubeconfig: Path) -> str:
+        try:
+            cfg = yaml.safe_load(kubeconfig.read_text())
+            url: str = cfg["clusters"][0]["cluster"]["server"]
+            return url
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+            return ""
+
+    @staticmethod
+    async def _ready(probe: aiohttp.ClientSession, url: str) -> bool:
+        if not url:
+            return False
+        try:
+            async with probe.get(url + "/readyz", ssl=False) as r:
+                await r.read()
+                return r.status == 200
+        except (aiohttp.ClientError, OSError):
+            return False
 
     def _check_alive(self, deadline: float) -> None:
         assert self.proc is not None
@@ -327,6 +425,27 @@ class Server:
         return time.perf_counter() - t0
 
 
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports (IPv4) on which process `pid` listens, from /proc."""
+    inodes: set[str] = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        with open(f"/proc/{pid}/net/tcp") as f:
+            lines = f.readlines()[1:]
+    except OSError:
+        return []
+    ports = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def client_ssl(cfg: dict[str, Any], into: Path) -> ssl.SSLContext:
     """A client context from the kubeconfig: its CA, and its client certificate and key."""
     cluster = cfg["clusters"][0]["cluster"]
@@ -350,9 +469,10 @@ def client_ssl(cfg: dict[str, Any], into: Path) -> ssl.SSLContext:
 class Profiler:
     """py-spy attached to the server for one phase at a time; collapsed stacks in `out`."""
 
-    def __init__(self, out: Path | None, rate: int) -> None:
+    def __init__(self, out: Path | None, rate: int, mode: str = "active") -> None:
         self.out = out
         self.rate = rate
+        self.mode = mode
         self.exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -364,7 +484,13 @@ class Profiler:
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"run{run + 1}-{name}.txt"
         cmd = [self.exe, "record", "--pid", str(pid), "--rate", str(self.rate)]
-        cmd += ["--format", "raw", "--output", str(path), "--nonblocking"]
+        cmd += ["--format", "raw", "--output", str(path)]
+        # active: every thread not idle, without pausing the server; gil: only the thread
+        # holding the GIL (where Python CPU goes); native: C frames too (uvloop, ssl, sqlite),
+        # which needs py-spy's blocking mode (it pauses the server at each sample)
+        cmd += {"active": ["--nonblocking"], "gil": ["--nonblocking", "--gil"]}.get(
+            self.mode, ["--native"]
+        )
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -433,6 +559,7 @@ def _frame(f: str) -> str:
 @dataclasses.dataclass
 class RunResult:
     ready_s: float = float("nan")
+    kubeconfig_s: float = float("nan")
     idle_rss: int = 0
     creates_per_s: float = float("nan")
     create_p50: float = float("nan")
@@ -450,9 +577,12 @@ class RunResult:
     watch_pairs: int = 0
     watch_missed: int = 0
     load_rss: int = 0
+    load_rss_anon: int = 0
+    load_rss_file: int = 0
     peak_rss: int = 0
     stop_s: float = float("nan")
     restart_ready_s: float = float("nan")
+    restart_kubeconfig_s: float = float("nan")
     restart_rss: int = 0
     failed: int = 0
     failed_by_phase: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -474,14 +604,16 @@ def configmap(name: str, seq: int) -> bytes:
 async def run_once(args: argparse.Namespace, run: int, root: Path, prof: Profiler) -> RunResult:
     res = RunResult()
     fails = Failures()
-    rundir = root / f"run{run + 1}"
+    rundir = root
     data_dir = rundir / "data"
     data_dir.mkdir(parents=True)
-    server = Server(data_dir, rundir / "server.log")
+    server = Server(
+        data_dir, rundir / "server.log", args.server_cmd, args.server_arg, args.server_env
+    )
     probe = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
     try:
         server.spawn()
-        res.ready_s, cfg = await server.wait_ready(probe)
+        res.ready_s, res.kubeconfig_s, cfg = await server.wait_ready(probe)
         ctx = client_ssl(cfg, rundir / "client")
         await asyncio.sleep(args.idle_wait)
         res.idle_rss = proc_status(server.pid, "VmRSS")
@@ -491,11 +623,13 @@ async def run_once(args: argparse.Namespace, run: int, root: Path, prof: Profile
             await load(args, run, server, session, ctx, fails, res, prof)
         await asyncio.sleep(1.0)
         res.load_rss = proc_status(server.pid, "VmRSS")
+        res.load_rss_anon = proc_status(server.pid, "RssAnon")
+        res.load_rss_file = proc_status(server.pid, "RssFile") + proc_status(server.pid, "RssShmem")
         res.peak_rss = proc_status(server.pid, "VmHWM")
         res.stop_s = server.stop()
         if args.restart:
             server.spawn()
-            res.restart_ready_s, _ = await server.wait_ready(probe)
+            res.restart_ready_s, res.restart_kubeconfig_s, _ = await server.wait_ready(probe)
             await asyncio.sleep(args.idle_wait)
             res.restart_rss = proc_status(server.pid, "VmRSS")
     finally:
@@ -537,6 +671,17 @@ async def load(
             headers=JSON_HEADERS,
         )
 
+    # warm-up, not measured: open the --clients connections (TLS handshakes) and warm both
+    # sides' code paths with cheap GETs
+    ns_url = f"{base}/api/v1/namespaces/{NS}"
+
+    async def warm(i: int) -> bool:
+        return (
+            await call(session, "GET", ns_url, "warm-up", fails, headers=JSON_HEADERS) is not None
+        )
+
+    await closed_loop(args.clients * 50, args.clients, warm)
+
     # creates: --objects small ConfigMaps into one namespace
     url = base + CM_PATH.format(ns=NS)
     bodies = [configmap(f"cm-{i:06d}", i) for i in range(args.objects)]
@@ -569,12 +714,12 @@ async def load(
     with prof.phase("list", pid, run), measured(phases, "list", pid):
         for _ in range(args.lists):
             t = time.perf_counter()
-            body = await call(session, "GET", url, "list", fails, headers=JSON_HEADERS)
-            if body is None:
+            listed = await call(session, "GET", url, "list", fails, headers=JSON_HEADERS)
+            if listed is None:
                 continue
             list_lat.append(time.perf_counter() - t)
-            res.list_bytes = len(body)
-            n = len(loads(body).get("items") or [])
+            res.list_bytes = len(listed)
+            n = len(loads(listed).get("items") or [])
             if n != args.objects:
                 fails.add("list", "wrong item count", f"{n} items, expected {args.objects}")
     res.list_p50, res.list_p99 = percentile(list_lat, 50), percentile(list_lat, 99)
@@ -646,9 +791,7 @@ async def watch_phase(
     try:
         # headers come back once the server has registered the watcher: after this gather
         # every stream sees every later write
-        opened = await asyncio.wait_for(
-            asyncio.gather(*(open_stream() for _ in range(args.watchers))), PHASE_TIMEOUT
-        )
+        opened = await all_of([open_stream() for _ in range(args.watchers)], PHASE_TIMEOUT)
         for i, r in enumerate(opened):
             if r is not None:
                 streams.append(r)
@@ -712,6 +855,7 @@ def rows(args: argparse.Namespace) -> list[Row]:
 
     out = [
         Row("start -> /readyz 200 (s)", lambda r: r.ready_s, "{:.3f}", "<= 1", lambda v: v <= 1),
+        Row("start -> kubeconfig written (s)", lambda r: r.kubeconfig_s, "{:.3f}"),
         Row("idle RSS (MiB)", lambda r: r.idle_rss / MIB, "{:.1f}", "<= 100", lambda v: v <= 100),
         Row(
             f"creates/s ({args.clients} clients)",
@@ -749,6 +893,8 @@ def rows(args: argparse.Namespace) -> list[Row]:
         Row("  watch delivery max (ms)", ms(lambda r: r.watch_max), "{:.1f}"),
         Row("  watched write (PATCH) p50 (ms)", ms(lambda r: r.watch_write_p50), "{:.1f}"),
         Row("RSS after load (MiB)", lambda r: r.load_rss / MIB, "{:.1f}"),
+        Row("  of which anonymous (MiB)", lambda r: r.load_rss_anon / MIB, "{:.1f}"),
+        Row("  of which file-backed (MiB)", lambda r: r.load_rss_file / MIB, "{:.1f}"),
         Row("peak RSS, VmHWM (MiB)", lambda r: r.peak_rss / MIB, "{:.1f}"),
         Row("stop, SIGTERM -> exit (s)", lambda r: r.stop_s, "{:.3f}"),
     ]
@@ -759,6 +905,7 @@ def rows(args: argparse.Namespace) -> list[Row]:
                 lambda r: r.restart_ready_s,
                 "{:.3f}",
             ),
+            Row("  restart -> kubeconfig written (s)", lambda r: r.restart_kubeconfig_s, "{:.3f}"),
             Row("  idle RSS after restart (MiB)", lambda r: r.restart_rss / MIB, "{:.1f}"),
         ]
     return out
@@ -782,7 +929,7 @@ def _machine() -> str:
         ).stdout.strip()
     return (
         f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}, kybern {rev or '?'}"
+        f"Python {platform.python_version()}, bench/ at {rev or '?'}"
     )
 
 
@@ -796,6 +943,13 @@ def report(
         f"{args.watchers} watchers x {args.events} events every {args.event_interval * 1000:.0f} ms"
     )
     out.append(f"machine: {_machine()}; client loop: {loop_name}")
+    server_cmd = shlex.join([*kybern_command(args.server_cmd), "server", *args.server_arg])
+    out.append(f"server: {server_cmd} --data-dir TMP --port 0")
+    if args.bytecode_cache:
+        out.append("server bytecode: cached (PYTHONPYCACHEPREFIX, filled by an unmeasured start)")
+    else:
+        dont = os.environ.get("PYTHONDONTWRITEBYTECODE")
+        out.append(f"server bytecode: as the environment says (PYTHONDONTWRITEBYTECODE={dont})")
     out.append(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     out.append("")
     width = max(len(r.label) for r in rows(args)) + 2
@@ -839,7 +993,10 @@ def report(
     out.append(
         f"CPU per phase (median over runs; 100% = one core, the machine has {os.cpu_count()}):"
     )
-    out.append(f"  {'phase':<8}{'wall s':>8}{'server':>9}{'client':>9}")
+    out.append(
+        f"  {'phase':<8}{'wall s':>8}{'server':>9}{'of it loop':>12}{'client':>9}"
+        f"{'others':>9}{'server RSS after':>18}"
+    )
     for name in ("create", "get", "list", "watch"):
         phs = [p for r in results for p in r.phases if p.name == name]
         if not phs:
@@ -847,7 +1004,16 @@ def report(
         out.append(
             f"  {name:<8}{statistics.median(p.wall for p in phs):>8.2f}"
             f"{statistics.median(p.server_pct for p in phs):>8.0f}%"
+            f"{statistics.median(p.server_loop_pct for p in phs):>11.0f}%"
             f"{statistics.median(p.client_pct for p in phs):>8.0f}%"
+            f"{statistics.median(p.others_pct for p in phs):>8.0f}%"
+            f"{statistics.median(p.rss_after for p in phs) / MIB:>14.1f} MiB"
+        )
+    busiest = max((p.others_pct for r in results for p in r.phases), default=0.0)
+    if busiest > 25:
+        out.append(
+            f"WARNING: the rest of the machine was busy during measured phases (up to "
+            f"{busiest:.0f}% of a core, column 'others'): those figures are perturbed"
         )
     out.append(
         f"client process (this benchmark) used {cpu:.1f} s CPU in {wall:.1f} s wall "
@@ -860,7 +1026,10 @@ def report(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.api",
+        description="API benchmark of kybern: see docs/benchmarks.md and this module's docstring.",
+    )
     p.add_argument("--runs", type=int, default=3, help="runs, each on a fresh server (3)")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
     p.add_argument(
@@ -882,6 +1051,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="skip the restart of the server on its data",
     )
+    p.add_argument(
+        "--server-cmd",
+        default="",
+        metavar="CMD",
+        help="command that starts kybern, before its `server ...` arguments "
+        "(default: the kybern next to this Python)",
+    )
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `kybern server` (repeat; e.g. --server-arg=--datastore-endpoint "
+        "--server-arg=memory://)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run, wait up to this long for the rest of the machine to be quiet "
+        "(under 25%% of one core busy); for shared machines (0: do not wait)",
+    )
+    p.add_argument(
+        "--retry-busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="repeat a run (up to N times) if the rest of the machine used more than "
+        f"{BUSY_RETRY_PCT:.0f}%% of a core during one of its measured phases (0)",
+    )
+    p.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode_cache",
+        action="store_false",
+        help="run the server with this environment's bytecode settings (by default it gets a "
+        "bytecode cache, filled by one unmeasured start, as an installed kybern has)",
+    )
     p.add_argument("--json", type=Path, help="also write the raw per-run figures here")
     p.add_argument(
         "--profile",
@@ -891,6 +1098,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(figures of profiled runs are perturbed)",
     )
     p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s (100)")
+    p.add_argument(
+        "--profile-mode",
+        choices=("active", "gil", "native"),
+        default="active",
+        help="with --profile: sample every busy thread (active), only the GIL holder (gil), or "
+        "include C frames (native, pauses the server at each sample)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     for name in ("runs", "clients", "objects", "gets", "lists", "watchers", "events"):
@@ -901,25 +1115,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+async def warm_bytecode(args: argparse.Namespace, root: Path) -> dict[str, str]:
+    """An environment in which the server caches its compiled modules under `root` even where
+    PYTHONDONTWRITEBYTECODE is set (as an installed kybern has them), and one unmeasured start
+    that fills that cache."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    data = root / "warm-up" / "data"
+    data.mkdir(parents=True)
+    server = Server(data, data.parent / "server.log", args.server_cmd, args.server_arg, env)
+    probe = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+    try:
+        server.spawn()
+        await server.wait_ready(probe)
+    finally:
+        server.stop()
+        await probe.close()
+    return env
+
+
+async def wait_quiet(limit: float, busy_pct: float = 25.0) -> None:
+    """Wait (at most `limit` seconds) for a second in which the machine was busy for less than
+    `busy_pct` of one core."""
+    deadline = time.monotonic() + limit
+    while True:
+        b0, t0 = machine_busy(), time.monotonic()
+        await asyncio.sleep(1.0)
+        pct = 100.0 * (machine_busy() - b0) / (time.monotonic() - t0)
+        if pct < busy_pct:
+            return
+        if time.monotonic() >= deadline:
+            print(f"machine still busy ({pct:.0f}% of a core); running anyway", file=sys.stderr)
+            return
+        print(f"machine busy ({pct:.0f}% of a core); waiting", file=sys.stderr, flush=True)
+
+
 async def amain(args: argparse.Namespace, loop_name: str) -> int:
     task = asyncio.current_task()
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    prof = Profiler(args.profile, args.profile_rate)
-    root = Path(tempfile.mkdtemp(prefix="kybern-bench-"))
+    prof = Profiler(args.profile, args.profile_rate, args.profile_mode)
+    root = Path(tempfile.mkdtemp(prefix="kybern-apibench-"))
+    args.server_env = None
     results: list[RunResult] = []
+    discarded: list[RunResult] = []
     t0, c0 = time.perf_counter(), client_cpu()
     try:
+        if args.bytecode_cache:
+            args.server_env = await warm_bytecode(args, root)
+        attempt = 0
         for run in range(args.runs):
-            r = await run_once(args, run, root, prof)
+            for retry in range(args.retry_busy + 1):
+                if args.quiet_wait > 0:
+                    await wait_quiet(args.quiet_wait)
+                attempt += 1
+                r = await run_once(args, run, root / f"attempt{attempt}", prof)
+                busy = max((p.others_pct for p in r.phases), default=0.0)
+                print(
+                    f"run {run + 1}/{args.runs}: ready {r.ready_s:.3f}s, {r.creates_per_s:.0f} "
+                    f"creates/s, {r.gets_per_s:.0f} gets/s, list p50 {r.list_p50 * 1000:.0f}ms, "
+                    f"watch p99 {r.watch_p99 * 1000:.1f}ms, failed {r.failed}, "
+                    f"others up to {busy:.0f}%",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if busy <= BUSY_RETRY_PCT or retry == args.retry_busy:
+                    break
+                discarded.append(r)
+                print("  the machine was busy: run discarded, repeating", file=sys.stderr)
             results.append(r)
-            print(
-                f"run {run + 1}/{args.runs}: ready {r.ready_s:.3f}s, {r.creates_per_s:.0f} "
-                f"creates/s, {r.gets_per_s:.0f} gets/s, list p50 {r.list_p50 * 1000:.0f}ms, "
-                f"watch p99 {r.watch_p99 * 1000:.1f}ms, failed {r.failed}",
-                file=sys.stderr,
-                flush=True,
-            )
     finally:
         if args.keep:
             print(f"kept {root}", file=sys.stderr)
@@ -927,6 +1192,11 @@ async def amain(args: argparse.Namespace, loop_name: str) -> int:
             shutil.rmtree(root, ignore_errors=True)
     wall, cpu = time.perf_counter() - t0, client_cpu() - c0
     print(report(args, results, wall, cpu, loop_name))
+    if discarded:
+        print(
+            f"{len(discarded)} run(s) discarded because the rest of the machine used more than "
+            f"{BUSY_RETRY_PCT:.0f}% of a core during a measured phase"
+        )
     if args.profile is not None:
         print(f"\nserver hotspots (py-spy, {args.profile}):")
         for path in sorted(args.profile.glob("run1-*.txt")):
@@ -937,7 +1207,8 @@ async def amain(args: argparse.Namespace, loop_name: str) -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "args": vars(args) | {"json": str(args.json), "profile": str(args.profile)},
+                    "args": {k: v for k, v in vars(args).items() if k != "server_env"}
+                    | {"json": str(args.json), "profile": str(args.profile)},
                     "runs": raw,
                 },
                 indent=1,
@@ -960,7 +1231,10 @@ def main(argv: list[str] | None = None) -> None:
         runner, loop_name = asyncio.run, "asyncio"
     try:
         code = runner(amain(args, loop_name))
-    except KeyboardInterrupt:
+    except RuntimeError as e:  # the server did not start
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM
         print("interrupted; servers stopped, temporary files removed", file=sys.stderr)
         code = 130
     sys.exit(code)
