@@ -119,7 +119,11 @@ async def serve(
                 break
             wait = min(left, BOOKMARK_INTERVAL) if bookmarks else left
             try:
-                live: cachemod.WatchEvent | None = await asyncio.wait_for(watcher.queue.get(), wait)
+                live: cachemod.WatchEvent | None = (
+                    watcher.queue.get_nowait()  # no timer task when an event is waiting
+                    if not watcher.queue.empty()
+                    else await asyncio.wait_for(watcher.queue.get(), wait)
+                )
             except TimeoutError:
                 if bookmarks and time.monotonic() < deadline:
                     rev = max(sent, st.cacher.revision) if watcher.queue.empty() else sent
