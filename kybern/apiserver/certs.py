@@ -6,7 +6,9 @@ expiry), an admin client certificate (CN `kybern-admin`, O `system:masters`) and
 static bearer token. Keys and the token are written atomically with mode 0600. `Pki` builds
 the server `SSLContext` (client certificates optional but verified against the CA);
 `user_from_cert` maps a verified peer certificate to (user, groups); `write_kubeconfig` writes
-an admin kubeconfig with the credentials embedded; `issue_client_cert` signs further users."""
+an admin kubeconfig with the credentials embedded; `issue_client_cert` signs further users.
+`ensure_front_proxy` adds the aggregator's own CA (`front-proxy-ca`) and its client
+certificate (CN `front-proxy-client`), as kubeadm lays them out."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ DEFAULT_SANS = (
 CA_DAYS = 3650
 LEAF_DAYS = 365
 RENEW_BEFORE = dt.timedelta(days=30)
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the aggregator's identity towards extension servers
 
 SanName = x509.DNSName | x509.IPAddress
 
@@ -80,6 +83,22 @@ class Pki:
     def sa_key(self) -> Path:
         """The key that signs service account tokens (ES256)."""
         return self.dir / "sa.key"
+
+    @property
+    def front_proxy_ca_cert(self) -> Path:
+        return self.dir / "front-proxy-ca.crt"
+
+    @property
+    def front_proxy_ca_key(self) -> Path:
+        return self.dir / "front-proxy-ca.key"
+
+    @property
+    def front_proxy_client_cert(self) -> Path:
+        return self.dir / "front-proxy-client.crt"
+
+    @property
+    def front_proxy_client_key(self) -> Path:
+        return self.dir / "front-proxy-client.key"
 
     @property
     def token_file(self) -> Path:
@@ -175,9 +194,9 @@ def _builder(
     )
 
 
-def _new_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _new_ca(cn: str = "kybern-ca") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name("kybern-ca")
+    name = _name(cn)
     usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
     cert = (
         _builder(name, name, key, CA_DAYS)
@@ -289,6 +308,23 @@ def ensure_pki(dir: Path, *, hosts: list[str]) -> Pki:
     if not pki.token_file.exists() or not pki.token_file.read_text().strip():
         _write_atomic(pki.token_file, (secrets.token_urlsafe(32) + "\n").encode(), 0o600)
     return pki
+
+
+def ensure_front_proxy(pki: Pki) -> None:
+    """Create or reuse the front-proxy CA and the aggregator's client certificate in `pki.dir`
+    (reissued when missing, not signed by that CA, or near expiry)."""
+    loaded = _load(pki.front_proxy_ca_cert, pki.front_proxy_ca_key)
+    if loaded is None:
+        ca_cert, ca_key = _new_ca("kybern-front-proxy-ca")
+        _write_atomic(pki.front_proxy_ca_key, _key_pem(ca_key), 0o600)
+        _write_atomic(pki.front_proxy_ca_cert, _cert_pem(ca_cert), 0o644)
+    else:
+        ca_cert, ca_key = loaded
+    client = _load(pki.front_proxy_client_cert, pki.front_proxy_client_key)
+    if client is None or not _usable(client[0], ca_cert):
+        cert, key = _issue(ca_cert, ca_key, _name(FRONT_PROXY_CLIENT), server=False)
+        _write_atomic(pki.front_proxy_client_key, _key_pem(key), 0o600)
+        _write_atomic(pki.front_proxy_client_cert, _cert_pem(cert), 0o644)
 
 
 # ---------------------------------------------------------------- authentication, kubeconfig

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kybern.api import errors, objects, patch, registry, schema
+from kybern.apiserver import aggregator as aggregatormod
 from kybern.apiserver import codec, crds, discovery, openapi, proxy, reviews, tables, tokens, watch
 from kybern.apiserver import store as storemod
 
@@ -26,6 +27,7 @@ class ApiHandler:
         self.openapi = openapi.OpenAPI(reg, openapi.crds_in(st))
         self.issuer: tokens.TokenIssuer  # set by the server once the PKI exists
         self.streams = proxy.PodStreams(st, reg)  # pods/log|exec|attach|portforward
+        self.aggregator: aggregatormod.Aggregator | None = None  # set by the server
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
@@ -50,6 +52,10 @@ class ApiHandler:
             if len(parts) < 3:
                 return self._discovery(request, "/" + "/".join(parts))
             group, version, rest = parts[1], parts[2], parts[3:]
+            if self.aggregator is not None:
+                remote = self.aggregator.route(group, version)
+                if remote is not None:  # an extension API server's group version
+                    return await self.aggregator.proxy(request, remote)
         elif parts[0] == "openapi":
             return await self.openapi.serve(request)
         else:

@@ -20,13 +20,23 @@ from aiohttp import web
 import kybern
 from kybern import storage
 from kybern.api import errors, registry
+from kybern.apiserver import (
+    aggregator,
+    aggregator_loop,
+    certs,
+    codec,
+    controllers,
+    handlers,
+    reviews,
+    strategy,
+    tokens,
+)
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import certs, codec, controllers, handlers, reviews, strategy, tokens
 from kybern.apiserver import store as storemod
 
 log = logging.getLogger("kybern.apiserver")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-_PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+_PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 READY_STORE_TIMEOUT = 2.0  # seconds the readiness check waits for the store
 
 
@@ -59,7 +69,13 @@ class APIServer:
         self.hooks = strategy.BuiltinHooks(self.cacher, cfg.service_cidr)
         self.store = storemod.Store(self.backend, self.cacher, self.registry, self.hooks)
         self.api = handlers.ApiHandler(self.store, self.registry)
-        self.loops: list[controllers.Loop] = [controllers.CRDLoop(self.store)]
+        self.aggregator = aggregator.Aggregator(self.store)
+        self.api.aggregator = self.aggregator
+        self.api.discovery.remote = self.aggregator
+        self.loops: list[controllers.Loop] = [
+            controllers.CRDLoop(self.store),
+            aggregator_loop.AvailabilityLoop(self.store, self.aggregator),
+        ]
         self.pki: certs.Pki | None = None
         self.port = 0
         self.ready = False
@@ -76,6 +92,8 @@ class APIServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         hosts = [self.cfg.bind_address, *self.cfg.advertise_hosts, socket.gethostname()]
         self.pki = await asyncio.to_thread(certs.ensure_pki, self.data_dir / "pki", hosts=hosts)
+        await asyncio.to_thread(certs.ensure_front_proxy, self.pki)
+        self.aggregator.pki = self.pki
         await self.backend.start()
         self.api.issuer = self.issuer = tokens.TokenIssuer(self.pki.sa_key)
         self.api.streams.pki = self.pki  # its client certificate for calling node agents
@@ -90,6 +108,7 @@ class APIServer:
         app.router.add_route("GET", "/livez", self._health)
         app.router.add_route("GET", "/readyz", self._ready)
         app.router.add_route("GET", "/version", self._version)
+        app.router.add_route("GET", "/version/", self._version)  # go-restful serves both
         app.router.add_route("*", "/{tail:.*}", self.api.handle)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
@@ -116,6 +135,7 @@ class APIServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.aggregator.close()
         await self.backend.close()
 
     async def _bootstrap(self) -> None:
@@ -156,6 +176,8 @@ class APIServer:
                         },
                     },
                 )
+        assert self.pki is not None
+        await aggregator_loop.bootstrap(self.store, self.registry, self.pki)
 
     # ---- HTTP --------------------------------------------------------------------------
 

@@ -8,16 +8,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from kybern.agent import managed
 from kybern.apiserver import server
+from kybern.cli import agent as agent_cli
+from kybern.cli import csi, metricsserver
 from kybern.client import rest
 from kybern.controllers import manager
-from kybern.scheduler import scheduler
+from kybern.scheduler import profile, scheduler
 from kybern.simnodes import simnodes
 
 log = logging.getLogger("kybern")
+# the default profile plus the volume plugins (claims, WaitForFirstConsumer, volume topology)
+PROFILE = {"plugins": {"multiPoint": {"enabled": [{"name": "VolumeBinding"}]}}}
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -31,12 +38,26 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sim-nodes", type=int, default=0, help="also register N simulated nodes (like kwok)"
     )
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pool of the nodes' podCIDRs")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24, help="prefix of each podCIDR")
+    if p.prog.endswith(" up"):  # the node of `kybern up`
+        agent_cli.add_node_flags(p)
+        p.add_argument("--disable-agent", action="store_true", help="run no node agent")
+        p.add_argument(
+            "--csi-hostpath",
+            action="store_true",
+            help="also run the hostpath CSI driver, its sidecars and a default StorageClass",
+        )
+        p.add_argument(
+            "--disable-metrics-server", action="store_true", help="no metrics.k8s.io (kubectl top)"
+        )
 
 
 @dataclass
 class Components:
     client: rest.Client
     stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stop_timeout: float = 2.0
 
     async def stop(self) -> None:
         for stop in reversed(self.stops):
@@ -57,15 +78,47 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
     comps = Components(rest.Client(cfg, user_agent="kybern-components"))
     disabled = {n.strip() for n in args.disable_controllers.split(",") if n.strip()}
     if "*" not in disabled:
-        cm = manager.ControllerManager(comps.client, disabled=disabled)
+        cm = manager.ControllerManager(
+            comps.client,
+            disabled=disabled,
+            cluster_cidr=args.cluster_cidr,
+            node_cidr_mask_size=args.node_cidr_mask_size,
+        )
         await cm.start()
         comps.stops.append(cm.stop)
     if not args.disable_scheduler:
-        sched = scheduler.Scheduler(comps.client)
+        sched = scheduler.Scheduler(comps.client, profile=profile.Profile.from_config(PROFILE))
         await sched.start()
         comps.stops.append(sched.stop)
     if args.sim_nodes:
         nodes = simnodes.SimNodes(comps.client, count=args.sim_nodes)
         await nodes.start()
         comps.stops.append(nodes.stop)
+    if getattr(args, "command", "") == "up" and not args.disable_metrics_server:
+        comps.stops.append(await metricsserver.start_in_process(cfg, api.pki))
+    if getattr(args, "command", "") == "up" and args.csi_hostpath:
+        comps.stops.append(await _start_csi(comps.client, args))
+    if getattr(args, "command", "") == "up" and not args.disable_agent:
+        node = managed.LocalNode(
+            rest.Client(cfg, user_agent="kybern-agent"),
+            Path(args.data_dir),
+            node_name=args.node_name,
+            endpoint=args.container_runtime_endpoint or "",
+        )
+        node.start()
+        comps.stops.append(node.client.close)  # stops run in reverse: the node first
+        comps.stops.append(node.stop)
+        comps.stop_timeout = 60.0
     return comps
+
+
+async def _start_csi(
+    client: rest.Client, args: argparse.Namespace
+) -> Callable[[], Awaitable[None]]:
+    """`kybern up --csi-hostpath`: the driver registers in the node's registration directory."""
+    data_dir = Path(args.data_dir)
+    reg_dir = getattr(args, "kubelet_registration_dir", "") or data_dir / "plugins_registry"
+    node = args.node_name or socket.gethostname().lower()
+    local = csi.LocalCSI(client, data_dir, node, Path(reg_dir))
+    await local.start()
+    return local.stop

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kybern.apiserver import certs, server
-from kybern.cli import cni, components, logs, simnodes, store
+from kybern.cli import agent, cni, components, csi, logs, metricsserver, simnodes, store
 from kybern.storage import StorageError
 
 log = logging.getLogger("kybern")
@@ -57,7 +57,10 @@ def parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("server", help="run the control plane")
     _common(srv, None)
     sub.add_parser("version", help="print the version")
+    agent.add_parser(sub)
     cni.add_parser(sub)
+    csi.add_parsers(sub)
+    metricsserver.add_parser(sub)
     simnodes.add_parser(sub)
     store.add_parser(sub)
     return p
@@ -112,7 +115,7 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
     await stop.wait()
     log.info("stopping")
     try:
-        await asyncio.wait_for(comps.stop(), 2.0)
+        await asyncio.wait_for(comps.stop(), comps.stop_timeout)
     except TimeoutError:
         log.warning("components took too long to stop")
     try:
@@ -144,6 +147,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_run(simnodes.run(args)))
     if args.command == "store":
         sys.exit(_run(store.run(args)))
+    if args.command == "agent":
+        sys.exit(_run(agent.run(args)))
+    if args.command == "metrics-server":
+        sys.exit(_run(metricsserver.run(args)))
+    if args.command == "csi-hostpath":
+        sys.exit(_run(csi.run_hostpath(args)))
+    if args.command == "csi-sidecars":
+        sys.exit(_run(csi.run_sidecars(args)))
     args.data_dir = Path(os.path.abspath(os.path.expanduser(args.data_dir)))
     sys.exit(_run(run_server(args, up=args.command == "up")))
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from kybern.api import errors
 from kybern.client import events, informer, leaderelection, rest
 from kybern.controllers import (
+    attachdetach,
     common,
     cronjob,
     daemonset,
@@ -31,6 +32,8 @@ from kybern.controllers import (
     namespace,
     nodeipam,
     nodelifecycle,
+    persistentvolume,
+    pvcprotection,
     replicaset,
     serviceaccount,
     statefulset,
@@ -54,6 +57,9 @@ NAMES: tuple[str, ...] = (
     "cronjob",
     "daemonset",
     "statefulset",
+    "persistentvolume-binder",
+    "attachdetach",
+    "pvc-protection",
 )
 
 
@@ -81,6 +87,9 @@ def _build(
         "cronjob": cronjob.CronJobController,
         "daemonset": daemonset.DaemonSetController,
         "statefulset": statefulset.StatefulSetController,
+        "persistentvolume-binder": persistentvolume.PersistentVolumeController,
+        "attachdetach": attachdetach.AttachDetachController,
+        "pvc-protection": pvcprotection.PVCProtectionController,
     }
     return simple[name](ctx)
 

@@ -292,6 +292,18 @@ class Containerd:
     def base_dir(self) -> Path:
         return self.config.base_dir
 
+    @property
+    def running(self) -> bool:
+        """Whether the containerd process this object started is still alive."""
+        return self._proc is not None and self._proc.returncode is None
+
+    async def wait(self) -> int:
+        """Until the containerd process exits (by itself or through `stop`); its exit code."""
+        proc = self._proc
+        if proc is None:
+            return 0
+        return await proc.wait()
+
     def client(self, timeout: float = cri.DEFAULT_TIMEOUT) -> cri.RuntimeClient:
         """A new CRI client on this containerd (close it, or use it with `async with`)."""
         return cri.RuntimeClient(self.endpoint, timeout=timeout)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from kybern.scheduler.nodeinfo import NodeInfo, PodInfo
 
 if TYPE_CHECKING:
-    from kybern.client import rest
+    from kybern.client import informer, rest
 
 MAX_NODE_SCORE = 100
 MIN_NODE_SCORE = 0
@@ -440,13 +440,18 @@ class WaitingPod:
 @dataclass
 class Handle:
     """What plugin factories receive: the API client (binders), the snapshot of nodes, the
-    namespaces' labels (for affinity namespace selectors) and the waiting pods."""
+    namespaces' labels (for affinity namespace selectors), the waiting pods, and the informer
+    factory plus cluster-event sink for plugins that watch more kinds (VolumeBinding)."""
 
     snapshot: Snapshot
     client: rest.Client | None = None
     scheduler_name: str = "default-scheduler"
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     waiting_pods: dict[str, WaitingPod] = field(default_factory=dict)
+    # the scheduler's shared informers (plugins add theirs before it starts them) and the
+    # queue's entry for cluster events those informers see
+    informer_factory: informer.InformerFactory | None = None
+    on_event: Callable[[ClusterEvent], None] | None = None
 
     def get_waiting_pod(self, uid: str) -> WaitingPod | None:
         return self.waiting_pods.get(uid)

@@ -131,17 +131,19 @@ class Scheduler:
         self.lease_name = lease_name
         self.cache = Cache(ttl=assumed_ttl)
         self.namespace_labels: dict[str, dict[str, str]] = {}
+        self._factory = informer.InformerFactory(client)
         self.handle = fw.Handle(
             snapshot=self.cache,
             client=client,
             scheduler_name=self.name,
             namespace_labels=self.namespace_labels,
+            informer_factory=self._factory,
+            on_event=self._plugin_event,
         )
         self.framework = Framework(self.profile, plugin_registry or plugins.in_tree(), self.handle)
         self.queue = SchedulingQueue(
             self.framework.less, plugin_events=self.framework.events_to_register()
         )
-        self._factory = informer.InformerFactory(client)
         self._pods = self._factory.informer(PODS)
         self._nodes = self._factory.informer(NODES)
         self._namespaces = self._factory.informer(NAMESPACES)
@@ -168,6 +170,10 @@ class Scheduler:
         self._namespaces.add_handlers(
             informer.Handlers(self._on_ns_add, lambda _, n: self._on_ns_add(n), self._on_ns_delete)
         )
+
+    def _plugin_event(self, event: fw.ClusterEvent) -> None:
+        """A cluster event seen by a plugin's own informer (claims, volumes, classes, ...)."""
+        self.queue.move_all_to_active_or_backoff(event)
 
     def _responsible(self, pod: Obj) -> bool:
         return (pod.get("spec") or {}).get("schedulerName", "default-scheduler") == self.name

@@ -16,6 +16,7 @@ from kybern.scheduler.plugins import (
     noderesources,
     podtopologyspread,
     tainttoleration,
+    volumebinding,
 )
 
 log = logging.getLogger("kybern.scheduler")
@@ -34,6 +35,7 @@ def in_tree() -> fw.Registry:
             "TaintToleration": tainttoleration.new_taint_toleration,
             "PodTopologySpread": podtopologyspread.new_pod_topology_spread,
             "InterPodAffinity": interpodaffinity.new_inter_pod_affinity,
+            "VolumeBinding": volumebinding.new_volume_binding,
             "DefaultBinder": basic.new_default_binder,
         }
     )
