@@ -48,7 +48,7 @@ async def add_node(c: rest.Client, name: str, labels: dict[str, str] | None = No
 
 async def post_ready(c: rest.Client, node: Obj) -> Obj:
     now = common.format_time(time.time())
-    node["status"] = {
+    status = {
         "conditions": [
             {
                 "type": "Ready",
@@ -61,7 +61,10 @@ async def post_ready(c: rest.Client, node: Obj) -> Obj:
         ],
         "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
     }
-    return await c.update_status(common.NODES, node)
+    # a patch, not an update: node IPAM may have written the node since it was read
+    return await c.patch(
+        common.NODES, node["metadata"]["name"], {"status": status}, subresource="status"
+    )
 
 
 async def renew_lease(c: rest.Client, node: str) -> None:
