@@ -28,7 +28,6 @@ from kybern.agent import (
     objects,
     runtime,
     sandbox,
-    status,
     volumes,
 )
 from kybern.agent import probes as probing
@@ -343,16 +342,11 @@ async def cleanup_pod(ctx: Context, uid: str, pod: Obj | None) -> None:
     await ctx.volumes.teardown(uid)
     await ctx.objects.release(uid)
     ctx.images.forget_pod(uid)
-    parents = (
-        [sandbox.cgroup_parent(pod, ctx.cgroup_root)]
-        if pod is not None
-        else [
-            sandbox.cgroup_parent(
-                {"metadata": {"uid": uid}, "spec": {"containers": [q]}}, ctx.cgroup_root
-            )
-            for q in _QOS_SAMPLES
-        ]
-    )
+    if pod is not None:
+        parents = [sandbox.cgroup_parent(pod, ctx.cgroup_root)]
+    else:  # an orphan: its QoS class is unknown, try each
+        root = ctx.cgroup_root.rstrip("/")
+        parents = [f"{root}/kubepods{q}/pod{uid}" for q in ("", "/burstable", "/besteffort")]
     logs_dir = ctx.pod_logs_dir
 
     def remove_files() -> None:
@@ -361,22 +355,6 @@ async def cleanup_pod(ctx: Context, uid: str, pod: Obj | None) -> None:
         with contextlib.suppress(OSError):
             for d in logs_dir.iterdir():
                 if d.name.endswith("_" + uid):
-                    _rmtree(d)
+                    shutil.rmtree(d, ignore_errors=True)
 
     await asyncio.to_thread(remove_files)
-
-
-def _rmtree(d: Path) -> None:
-    shutil.rmtree(d, ignore_errors=True)
-
-
-# pods of each QoS class, to find an orphan's cgroup without its pod object
-_QOS_SAMPLES: tuple[Obj, ...] = (
-    {"name": "x"},
-    {"name": "x", "resources": {"requests": {"cpu": "1m"}}},
-    {"name": "x", "resources": {"limits": {"cpu": "1", "memory": "1"}}},
-)
-
-
-def waiting_for(err: StartError) -> status.Waiting:
-    return status.Waiting(err.reason, err.message)

@@ -176,7 +176,7 @@ class Agent:
             ),
             volumes=volumes.Volumes(self.client, cfg.data_dir, self.objects),
             objects=self.objects,
-            probes=probes.ProbeManager(handlers, self._probe_changed),
+            probes=probes.ProbeManager(handlers, self._probe_changed, self._probe_failed),
             handlers=handlers,
             node_name=cfg.node_name,
             root=cfg.data_dir,
@@ -194,7 +194,6 @@ class Agent:
             host_hosts=await asyncio.to_thread(_read_text, Path("/etc/hosts")),
             start_slots=asyncio.Semaphore(cfg.parallel_starts or 2 * machine.cpus),
         )
-        self.ctx.probes.on_unhealthy = None
         self.workers = workers.PodWorkers(
             self.ctx, backoff.CrashLoopBackOff(cfg.crashloop_base, cfg.crashloop_cap)
         )
@@ -303,6 +302,11 @@ class Agent:
     def _probe_changed(self, uid: str) -> None:
         if self.workers is not None:
             self.workers.wake([uid])
+
+    def _probe_failed(self, pod: Obj, container: Obj, kind: str, message: str) -> None:
+        if self.ctx is not None:
+            what = kind.removesuffix("Probe").capitalize()
+            self.ctx.event(pod, "Warning", "Unhealthy", f"{what} probe failed: {message}")
 
     def _object_changed(self, kind: str, namespace: str, name: str) -> None:
         if self.workers is None:

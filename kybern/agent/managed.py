@@ -131,7 +131,16 @@ class LocalNode:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="local-node")
+        self._task = asyncio.create_task(self._run_logged(), name="local-node")
+
+    async def _run_logged(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the control plane runs on without its node
+            log.error("cannot start the node %s: %s", self.node_name, e)
+            raise
 
     async def _run(self) -> None:
         endpoint = self.endpoint

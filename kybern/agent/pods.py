@@ -58,7 +58,6 @@ class _State:
     forced_phase: str = ""
     forced_reason: str = ""
     first_seen: float = field(default_factory=time.time)
-    labels_seen: Obj | None = None
 
 
 class PodWorker:
@@ -394,7 +393,6 @@ class PodWorker:
                     acted = True
                     self.wake()
                 elif unhealthy:
-                    self.ctx.event(pod, "Warning", "Unhealthy", unhealthy)
                     msg = f"Container {name} failed liveness probe, will be restarted"
                     await actions.kill_container(self.ctx, pod, latest, grace, msg)
                     acted = True
