@@ -53,6 +53,7 @@ class AgentConfig:
     pod_logs_dir: Path | None = None  # default: <data_dir>/pod-logs
     cni: network.Settings = field(default_factory=network.Settings)
     pod_manifest_path: Path | None = None
+    plugin_registration_dir: Path | None = None  # CSI sockets; default: <data_dir>/plugins_registry
     node_ips: list[str] = field(default_factory=list)  # default: the default route's address
     node_labels: dict[str, str] = field(default_factory=dict)
     cluster_dns: list[str] = field(default_factory=list)
