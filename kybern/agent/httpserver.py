@@ -2,10 +2,12 @@
 server: `GET /containerLogs/{namespace}/{pod}/{container}` (the CRI log file, with follow, tail,
 since, timestamps, previous and limitBytes), `/exec/...` and `/attach/...` (WebSocket channel
 protocols bridged to the runtime's SPDY streams, or the client's SPDY passed through) and
-`/portForward/{namespace}/{pod}` (SPDY, tunnelled SPDY, or the runtime's WebSocket). Pods are
-found through CRI alone (sandbox and container metadata), so the server works beside any pod
-lifecycle. Only clients with a certificate from the cluster CA whose CN is an allowed user (the
-API server) are served: 401 without a certificate, 403 for another user. Errors are `Status`
+`/portForward/{namespace}/{pod}` (SPDY, tunnelled SPDY, or the runtime's WebSocket), and
+`GET /stats/summary` (the kubelet Summary API, `only_cpu_and_memory=true` for the metrics
+server's part; 404 when the server has no `SummaryProvider`). Pods are found through CRI alone
+(sandbox and container metadata), so the server works beside any pod lifecycle. Only clients
+with a certificate from the cluster CA whose CN is an allowed user (the API server, the metrics
+server) are served: 401 without a certificate, 403 for another user. Errors are `Status`
 objects, which the API server passes on."""
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from kybern.agent import streaming_exec as sx
 from kybern.agent import streaming_logs, streaming_tls
+from kybern.agent.stats import SummaryProvider
 from kybern.api import errors
 from kybern.cri import RuntimeClient, api
 from kybern.cri import errors as cri_errors
@@ -28,6 +32,7 @@ from kybern.cri import errors as cri_errors
 log = logging.getLogger("kybern.agent.httpserver")
 DEFAULT_PORT = 10250
 API_SERVER_USER = "kybern-apiserver"
+METRICS_SERVER_USER = "kybern-metrics-server"  # the CN the metrics server scrapes /stats with
 _REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -69,6 +74,7 @@ class AgentServer:
         client_ca_file: Path | str,
         allowed_users: Iterable[str] = (API_SERVER_USER,),
         log_dir_for: LogDirFor | None = None,
+        summary: SummaryProvider | None = None,
     ) -> None:
         self.runtime = runtime
         self.bind = bind
@@ -76,6 +82,7 @@ class AgentServer:
         self.cert_file, self.key_file, self.client_ca_file = cert_file, key_file, client_ca_file
         self.allowed_users = frozenset(allowed_users)
         self.log_dir_for = log_dir_for
+        self.summary = summary
         self.active = 0  # requests being served, open streams included (diagnostics, tests)
         self._runner: web.AppRunner | None = None
 
@@ -86,6 +93,7 @@ class AgentServer:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_route("GET", "/healthz", self._healthz)
+        r.add_route("GET", "/stats/summary", self._stats_summary)
         r.add_route("GET", "/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
             for path in ("/{namespace}/{pod}/{container}", "/{namespace}/{pod}/{uid}/{container}"):
@@ -156,6 +164,14 @@ class AgentServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _stats_summary(self, request: web.Request) -> web.Response:
+        if self.summary is None:
+            raise AgentError(404, "the Summary API (/stats/summary) is not served by this agent")
+        # as the kubelet: exactly one `only_cpu_and_memory=true` selects the short document
+        only = request.query.getall("only_cpu_and_memory", []) == ["true"]
+        doc = await self.summary.summary(only_cpu_and_memory=only)
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
     # ---- finding pods through CRI -------------------------------------------------------
 

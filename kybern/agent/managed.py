@@ -13,7 +13,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from kybern.agent import agent, network, sandbox
+from kybern.agent import agent, httpserver, network, sandbox
+from kybern.agent import serving as serving_
 from kybern.client import rest
 from kybern.cri import containerd
 from kybern.images import busybox, oci
@@ -120,13 +121,18 @@ class LocalNode:
         *,
         node_name: str = "",
         endpoint: str = "",
+        node_ips: list[str] | None = None,
+        serving: serving_.ServingConfig | None = None,
     ) -> None:
         self.client = client
+        self.node_ips = node_ips or []
+        self.serving = serving or serving_.ServingConfig()
         self.data_dir = data_dir
         self.node_name = node_name or agent.default_node_name()
         self.endpoint = endpoint
         self.runtime: ManagedRuntime | None = None
         self.agent: agent.Agent | None = None
+        self.server: httpserver.AgentServer | None = None
         self.started = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -162,8 +168,10 @@ class LocalNode:
             data_dir=self.data_dir / "agent",
             cni=settings,
             pinned_images=pinned,
+            node_ips=self.node_ips,
         )
         self.agent = agent.Agent(self.client, cfg)
+        self.server = await serving_.start(self.agent, self.serving, b"")
         await self.agent.start()
         self.started.set()
 
@@ -179,11 +187,15 @@ class LocalNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         cgroups = self.agent.pod_cgroups() if self.agent is not None else []
+        if self.server is not None:
+            await self.server.stop()
         if self.agent is not None:
             await self.agent.stop()
         if self.runtime is not None:
             await self.runtime.stop()
             await delete_link(network.BRIDGE_NAME)
+            with contextlib.suppress(OSError):
+                await network.remove_leftover_rules(network.NETWORK_NAME)
             await asyncio.to_thread(_remove_cgroups, cgroups)
 
 

@@ -8,11 +8,13 @@ dirs. The runtime (containerd) invokes the plugins itself."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import json
 import logging
 import os
+import shlex
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,3 +159,42 @@ def remove(s: Settings) -> None:
     """Remove the network list the agent wrote (not the user's). Blocking."""
     with contextlib.suppress(OSError):
         os.unlink(s.conf_dir / CONF_FILE)
+
+
+async def _iptables(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise OSError(f"{' '.join(argv)}: {err.decode().strip()}")
+    return out.decode()
+
+
+async def remove_leftover_rules(network: str = NETWORK_NAME) -> list[str]:
+    """Remove the NAT chains that the bridge (masquerading) and portmap (hostPort) plugins made
+    for containers of `network`, and the rules jumping to them: what a DEL cut short (a plugin
+    killed when its caller went away) leaves behind. Only for when none of the network's
+    containers exists any more (`kybern up` after its runtime stopped). Returns the chains."""
+    marker = f'name: "{network}" id: '
+    dump = await _iptables("iptables-save", "-t", "nat")
+    rules = [shlex.split(line) for line in dump.splitlines() if line.startswith("-A ")]
+    chains = {
+        r[1]
+        for r in rules
+        if r[1].startswith("CNI-")
+        and not r[1].startswith("CNI-HOSTPORT-")
+        and any(marker in word for word in r)
+    }
+    for r in rules:
+        target = r[r.index("-j") + 1] if "-j" in r else ""
+        if target in chains and r[1] not in chains:
+            with contextlib.suppress(OSError):
+                await _iptables("iptables", "-t", "nat", "-D", *r[1:])
+    for chain in sorted(chains):
+        with contextlib.suppress(OSError):
+            await _iptables("iptables", "-t", "nat", "-F", chain)
+            await _iptables("iptables", "-t", "nat", "-X", chain)
+    if chains:
+        log.info("removed %d iptables chains left by CNI plugins of %s", len(chains), network)
+    return sorted(chains)

@@ -3,7 +3,8 @@
 `ensure_serving_cert` keeps one in a directory (reissued when the CA, the hosts or the expiry
 call for it) — what `kybern up` and tests do with the CA of the data dir, and what an operator
 does once per node for a separate `kybern agent` (the CA key never has to leave the control
-plane host: copy the two files). `server_context` builds the serving `SSLContext` that asks for
+plane host: copy the two files); without a CA it keeps a self-signed one, as a kubelet without
+`--tls-cert-file` does. `server_context` builds the serving `SSLContext` that asks for
 client certificates and verifies them against the cluster CA; `peer_user` reads the verified
 certificate's CN (the user) and O (groups)."""
 
@@ -49,14 +50,13 @@ def _sans(node_name: str, hosts: Iterable[str]) -> list[x509.GeneralName]:
     return out
 
 
-def issue_serving_cert(
-    ca_cert_pem: bytes, ca_key_pem: bytes, node_name: str, hosts: Iterable[str] = ()
+def _build(
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    signer: Any,
+    node_name: str,
+    hosts: Iterable[str],
 ) -> tuple[bytes, bytes]:
-    """A serving certificate (PEM) and its key (PEM) for the agent of `node_name`, signed by
-    the CA; CN `system:node:<name>`, O `system:nodes` (as a kubelet's)."""
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key: Any = serialization.load_pem_private_key(ca_key_pem, password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     subject = x509.Name(
         [
@@ -68,7 +68,7 @@ def issue_serving_cert(
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(ca_cert.subject)
+        .issuer_name(subject if issuer is None else issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -77,7 +77,7 @@ def issue_serving_cert(
         .add_extension(usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(_sans(node_name, hosts)), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .sign(signer, hashes.SHA256())
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -85,6 +85,25 @@ def issue_serving_cert(
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def issue_serving_cert(
+    ca_cert_pem: bytes, ca_key_pem: bytes, node_name: str, hosts: Iterable[str] = ()
+) -> tuple[bytes, bytes]:
+    """A serving certificate (PEM) and its key (PEM) for the agent of `node_name`, signed by
+    the CA; CN `system:node:<name>`, O `system:nodes` (as a kubelet's)."""
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca_key: Any = serialization.load_pem_private_key(ca_key_pem, password=None)
+    return _build(
+        ec.generate_private_key(ec.SECP256R1()), ca_cert.subject, ca_key, node_name, hosts
+    )
+
+
+def self_signed_serving_cert(node_name: str, hosts: Iterable[str] = ()) -> tuple[bytes, bytes]:
+    """What a kubelet without `--tls-cert-file` serves with: the same certificate, signed by its
+    own key (API servers then verify it only if told to trust it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _build(key, None, key, node_name, hosts)
 
 
 def _current(cert_file: Path, ca_cert_pem: bytes, sans: list[x509.GeneralName]) -> bool:
@@ -108,18 +127,27 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def ensure_serving_cert(
     dir: Path,
-    ca_cert_file: Path,
-    ca_key_file: Path,
+    ca_cert_file: Path | None,
+    ca_key_file: Path | None,
     node_name: str,
     hosts: Iterable[str] = (),
 ) -> tuple[Path, Path]:
-    """(cert file, key file) in `dir`, issued by the CA unless a current one is there. Blocking."""
+    """(cert file, key file) in `dir`, issued by the CA (self-signed without one) unless a
+    current one is there. Blocking."""
     dir.mkdir(parents=True, exist_ok=True)
     hosts = [*hosts, socket.gethostname()]
     cert_file, key_file = dir / CERT_FILE, dir / KEY_FILE
-    ca_pem = ca_cert_file.read_bytes()
-    if not (key_file.exists() and _current(cert_file, ca_pem, _sans(node_name, hosts))):
-        cert, key = issue_serving_cert(ca_pem, ca_key_file.read_bytes(), node_name, hosts)
+    sans = _sans(node_name, hosts)
+    if ca_cert_file is not None and ca_key_file is not None:
+        ca_pem = ca_cert_file.read_bytes()
+        if not (key_file.exists() and _current(cert_file, ca_pem, sans)):
+            cert, key = issue_serving_cert(ca_pem, ca_key_file.read_bytes(), node_name, hosts)
+            _write(key_file, key, 0o600)
+            _write(cert_file, cert, 0o644)
+        return cert_file, key_file
+    own = cert_file.read_bytes() if cert_file.exists() else b""
+    if not (own and key_file.exists() and _current(cert_file, own, sans)):
+        cert, key = self_signed_serving_cert(node_name, hosts)
         _write(key_file, key, 0o600)
         _write(cert_file, cert, 0o644)
     return cert_file, key_file

@@ -216,11 +216,14 @@ class PodStreams:
         assert pods is not None and nodes is not None
         self.pods, self.nodes = pods, nodes
         self.pki: certs.Pki | None = None
+        self.kubelet_ca = ""  # verify agents' serving certificates against this CA file ("": no)
         self._ssl: ssl.SSLContext | None = None
 
     def client_context(self) -> ssl.SSLContext:
-        """TLS towards agents: the cluster CA, and a client certificate for CN
-        `kybern-apiserver` (issued on first use, kept in the PKI directory)."""
+        """TLS towards agents: their serving certificates verified against `kubelet_ca` (not
+        at all without one, as kube-apiserver without `--kubelet-certificate-authority`), and a
+        client certificate for CN `kybern-apiserver` from the cluster CA (issued on first use,
+        kept in the PKI directory)."""
         if self._ssl is None:
             if self.pki is None:
                 raise errors.service_unavailable("the API server has no PKI yet")
@@ -233,7 +236,12 @@ class PodStreams:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                 os.replace(tmp, path)
-            ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+            if self.kubelet_ca:
+                ctx = ssl.create_default_context(cafile=self.kubelet_ca)
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
             ctx.load_cert_chain(cert_file, key_file)
             self._ssl = ctx
         return self._ssl

@@ -51,6 +51,7 @@ class Config:
     etcd_cafile: str = ""
     etcd_certfile: str = ""
     etcd_keyfile: str = ""
+    kubelet_certificate_authority: str = ""  # verify agents' serving certs against it ("": no)
 
 
 class APIServer:
@@ -97,6 +98,7 @@ class APIServer:
         await self.backend.start()
         self.api.issuer = self.issuer = tokens.TokenIssuer(self.pki.sa_key)
         self.api.streams.pki = self.pki  # its client certificate for calling node agents
+        self.api.streams.kubelet_ca = self.cfg.kubelet_certificate_authority
         await self.cacher.start(
             sorted({r.key_prefix for r in self.registry.all() if not r.virtual})
         )

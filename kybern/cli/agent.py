@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from kybern.agent import agent, gc, network
+from kybern.agent import agent, gc, network, serving
 from kybern.client import rest
 from kybern.cri import client as cri_client
 
@@ -39,6 +39,12 @@ def add_node_flags(p: argparse.ArgumentParser) -> None:
         help="the CRI runtime's socket, unix:///PATH (kybern up: none starts its own containerd)",
     )
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
+    p.add_argument(
+        "--node-ip",
+        action="append",
+        default=[],
+        help="the node's InternalIP (default: the default route's address, else 127.0.0.1)",
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -60,18 +66,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--cni-ipam-dir", default="", help="host-local's store (default: DATA_DIR/cni/networks)"
     )
     p.add_argument("--pod-manifest-path", default="", help="directory of static pod manifests")
-    p.add_argument(
-        "--node-ip",
-        action="append",
-        default=[],
-        help="the node's InternalIP (default: the default route's address, else 127.0.0.1)",
-    )
     p.add_argument("--node-labels", type=_labels, default={}, help="KEY=VALUE,...")
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for pods")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--resolv-conf", default="/etc/resolv.conf")
     p.add_argument("--cgroup-root", default="/", help="pods' cgroups go below ROOT/kubepods")
-    p.add_argument("--port", type=int, default=10250, help="the agent's HTTPS port")
+    p.add_argument("--port", type=int, default=10250, help="the agent's HTTPS port (0: any)")
+    p.add_argument("--address", default="0.0.0.0", help="the address the HTTPS server binds")
+    p.add_argument("--tls-cert-file", default="", help="serving certificate (default: self-signed)")
+    p.add_argument("--tls-private-key-file", default="", help="its key")
+    p.add_argument(
+        "--client-ca-file",
+        default="",
+        help="CA of the API server's client certificate (default: the kubeconfig's CA)",
+    )
+    p.add_argument("--cert-dir", default="", help="where generated certificates go (DATA_DIR/pki)")
+    p.add_argument(
+        "--kubelet-registration-dir",
+        default="",
+        help="where CSI drivers put registration sockets (default: DATA_DIR/plugins_registry)",
+    )
     p.add_argument("--max-pods", type=int, default=110)
     p.add_argument(
         "--crashloop-backoff",
@@ -113,6 +127,9 @@ def config_from(args: argparse.Namespace) -> agent.AgentConfig:
             ipam_dir=args.cni_ipam_dir or str(data_dir / "cni" / "networks"),
         ),
         pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
+        plugin_registration_dir=(
+            Path(args.kubelet_registration_dir) if args.kubelet_registration_dir else None
+        ),
         node_ips=list(args.node_ip),
         node_labels=dict(args.node_labels),
         cluster_dns=[s.strip() for s in args.cluster_dns.split(",") if s.strip()],
@@ -132,6 +149,20 @@ def config_from(args: argparse.Namespace) -> agent.AgentConfig:
             image_high=args.image_gc_high_threshold,
             image_low=args.image_gc_low_threshold,
         ),
+    )
+
+
+def serving_from(args: argparse.Namespace) -> serving.ServingConfig:
+    def path(value: str) -> Path | None:
+        return Path(value) if value else None
+
+    return serving.ServingConfig(
+        bind=args.address,
+        port=args.port,
+        cert_file=path(args.tls_cert_file),
+        key_file=path(args.tls_private_key_file),
+        client_ca_file=path(args.client_ca_file),
+        cert_dir=path(args.cert_dir),
     )
 
 
@@ -163,6 +194,11 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with rest.Client(client_cfg, user_agent=f"kybern-agent/{cfg.node_name}") as c:
         node = agent.Agent(c, cfg)
+        try:
+            server = await serving.start(node, serving_from(args), client_cfg.ca_data)
+        except (ValueError, OSError) as e:
+            log.error("cannot start the agent's HTTPS server: %s", e)
+            return 2
         starting = asyncio.create_task(node.start())
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -175,10 +211,12 @@ async def run(args: argparse.Namespace) -> int:
                 starting.result()
             except Exception as e:
                 log.error("cannot start the agent: %s", e)
+                await server.stop()
                 await node.stop()
                 waiter.cancel()
                 return 1
             await waiter
         log.info("stopping the agent (the pods keep running)")
+        await server.stop()
         await node.stop()
     return 0

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kybern.agent import managed
+from kybern.agent import managed, serving
 from kybern.apiserver import server
 from kybern.cli import agent as agent_cli
 from kybern.cli import csi, metricsserver
@@ -44,12 +44,21 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         agent_cli.add_node_flags(p)
         p.add_argument("--disable-agent", action="store_true", help="run no node agent")
         p.add_argument(
+            "--kubelet-port", type=int, default=10250, help="the node agent's HTTPS port (0: any)"
+        )
+        p.add_argument(
             "--csi-hostpath",
             action="store_true",
             help="also run the hostpath CSI driver, its sidecars and a default StorageClass",
         )
         p.add_argument(
             "--disable-metrics-server", action="store_true", help="no metrics.k8s.io (kubectl top)"
+        )
+        p.add_argument(
+            "--metric-resolution",
+            type=metricsserver.duration,
+            default=15.0,
+            help="time between metric scrapes (15s, 2s, ...)",
         )
 
 
@@ -95,7 +104,9 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
         await nodes.start()
         comps.stops.append(nodes.stop)
     if getattr(args, "command", "") == "up" and not args.disable_metrics_server:
-        comps.stops.append(await metricsserver.start_in_process(cfg, api.pki))
+        comps.stops.append(
+            await metricsserver.start_in_process(cfg, api.pki, resolution=args.metric_resolution)
+        )
     if getattr(args, "command", "") == "up" and args.csi_hostpath:
         comps.stops.append(await _start_csi(comps.client, args))
     if getattr(args, "command", "") == "up" and not args.disable_agent:
@@ -104,6 +115,12 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
             Path(args.data_dir),
             node_name=args.node_name,
             endpoint=args.container_runtime_endpoint or "",
+            node_ips=list(args.node_ip),
+            serving=serving.ServingConfig(
+                port=args.kubelet_port,
+                ca=(api.pki.ca_cert, api.pki.ca_key),
+                client_ca_file=api.pki.ca_cert,
+            ),
         )
         node.start()
         comps.stops.append(node.client.close)  # stops run in reverse: the node first

@@ -45,6 +45,12 @@ def _common(p: argparse.ArgumentParser, default_dir: str | None) -> None:
         default=[],
         help="extra host name or IP for the serving certificate",
     )
+    p.add_argument(
+        "--kubelet-certificate-authority",
+        default="",
+        help="CA that agents' serving certificates must chain to (kybern up: its cluster CA; "
+        "kybern server: unset means not verified, as kube-apiserver does)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     components.add_flags(p)
 
@@ -78,6 +84,8 @@ async def run_server(args: argparse.Namespace, *, up: bool) -> int:
         etcd_cafile=args.etcd_cafile,
         etcd_certfile=args.etcd_certfile,
         etcd_keyfile=args.etcd_keyfile,
+        kubelet_certificate_authority=args.kubelet_certificate_authority
+        or (str(certs.Pki(data_dir / "pki").ca_cert) if args.command == "up" else ""),
     )
     api = server.APIServer(cfg)
     stop = asyncio.Event()

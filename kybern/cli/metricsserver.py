@@ -28,7 +28,7 @@ log = logging.getLogger("kybern.metricsserver")
 AGENT_CLIENT_USER = "kybern-metrics-server"  # the CN agents must let read /stats/summary
 SERVICE = ("kube-system", "metrics-server")
 FALLBACKS = ("zero", "omit", "zero-always")
-UP_FALLBACK = "zero-always"  # `kybern up`: its agent serves no stats yet (see docs/aggregation.md)
+UP_FALLBACK = "zero"  # `kybern up`: zeros for simulated nodes, the agent's own numbers for its node
 
 
 def duration(text: str) -> float:

@@ -26,7 +26,7 @@ import yaml
 from cni_helpers import HostNet, host_net
 from containerd_helpers import build_images, require_binaries
 
-from kybern.agent import common
+from kybern.agent import common, streaming_tls
 from kybern.api import registry
 from kybern.client import rest
 from kybern.cri import Containerd, RuntimeClient
@@ -192,11 +192,21 @@ class Cluster:
             "--heartbeat-interval", "1",
             "--container-gc-period", "2",
             "--port", "0",
+            "--address", "127.0.0.1",
+            "--tls-cert-file", str(self.base / "agent-pki" / streaming_tls.CERT_FILE),
+            "--tls-private-key-file", str(self.base / "agent-pki" / streaming_tls.KEY_FILE),
             "-v",
             *self.extra_agent_args,
         ]  # fmt: skip
 
     async def start_agent(self) -> None:
+        """Start `kybern agent` with a serving certificate from the cluster CA (what an
+        operator copies to a node), so the API server verifies it."""
+        pki = self.base / "server" / "pki"
+        await asyncio.to_thread(
+            streaming_tls.ensure_serving_cert,
+            self.base / "agent-pki", pki / "ca.crt", pki / "ca.key", self.node, ["127.0.0.1"],
+        )  # fmt: skip
         self.agent.args = self.agent_args()
         await self.agent.start()
 
@@ -245,7 +255,8 @@ async def _server(base: Path, cidr: str, extra: list[str]) -> Process:
     data.mkdir(parents=True, exist_ok=True)
     proc = Process(
         ["server", "--data-dir", str(data), "--port", "0", "--cluster-cidr", cidr,
-         "--node-cidr-mask-size", "24", *extra],
+         "--node-cidr-mask-size", "24",
+         "--kubelet-certificate-authority", str(data / "pki" / "ca.crt"), *extra],
         base / "server.log",
     )  # fmt: skip
     await proc.start()
