@@ -16,7 +16,16 @@ library (CSINode for `sim-0`) and the agent's CSI volume manager; then
 - then unmounts everything, deletes pods and claims and times until the last PV is gone
   (`DeleteVolume`), and checks nothing is left mounted.
 
-Run: `.venv/bin/python -m bench.csi [--volumes 50 --creators 10 --runs 1]` (as root: mounts).
+With `--agent` it runs real pods instead: its own containerd (kybern's busybox and pause images),
+a `kybern server` and a `kybern agent` as child processes, the hostpath driver in this process
+registered through the agent's plugin registration directory and the sidecars as a process;
+`--volumes` claims and as many busybox pods using them (each writes a file to its volume) are
+created at once, and it times all claims Bound, all attached, all pods Running (the agent
+staged, published and bind-mounted every volume), then deletes the pods and claims and times
+until the pods are gone and nothing is mounted below the agent's data dir.
+
+Run: `.venv/bin/python -m bench.csi [--volumes 50 --creators 10 --runs 1] [--agent]` (as root:
+mounts).
 """
 
 from __future__ import annotations
@@ -60,8 +69,9 @@ NODES, PODS, PVS, PVCS, NAMESPACES = (
     _res("", p)
     for p in ("nodes", "pods", "persistentvolumes", "persistentvolumeclaims", "namespaces")
 )
-CLASSES, CSINODES, VAS = (
-    _res("storage.k8s.io", p) for p in ("storageclasses", "csinodes", "volumeattachments")
+CLASSES, CSINODES, VAS, CSIDRIVERS = (
+    _res("storage.k8s.io", p)
+    for p in ("storageclasses", "csinodes", "volumeattachments", "csidrivers")
 )
 
 
@@ -292,10 +302,244 @@ def table(results: list[Result], volumes: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class AgentResult:
+    bound: float = 0.0
+    attached: float = 0.0
+    running: float = 0.0
+    pods_gone: float = 0.0
+    unmounted: float = 0.0
+    calls: CallStats = field(default_factory=CallStats)
+    cpu: dict[str, float] = field(default_factory=dict)
+    leaked: list[str] = field(default_factory=list)
+
+
+def _running(pod: Obj) -> bool:
+    st = pod.get("status") or {}
+    cs = st.get("containerStatuses") or []
+    return st.get("phase") == "Running" and bool(cs) and all("running" in c["state"] for c in cs)
+
+
+async def agent_run(args: argparse.Namespace, base: Path) -> AgentResult:
+    """One run of real pods with claims on a `kybern agent` (see the module docstring)."""
+    from bench.pods import free_subnet
+    from kybern.agent import sandbox
+    from kybern.cri import Containerd
+    from kybern.images import busybox, oci
+
+    res = AgentResult()
+    bb, pause = await asyncio.to_thread(lambda: busybox.build_all(busybox.read_busybox()))
+    layout = await asyncio.to_thread(oci.layout_tar, [bb, pause])
+    ctd = Containerd()
+    suffix = uuid.uuid4().hex[:6]
+    bridge, cgroup = f"kbc{suffix}", f"/kybern-bench-csi-{suffix}"
+    agent_dir = base / "agent"
+    kubeconfig = base / "server" / "kubeconfig"
+    server: Child | None = None
+    agent: Child | None = None
+    sidecars: Child | None = None
+    driver: HostpathDriver | None = None
+    try:
+        await ctd.start()
+        await ctd.import_layout(layout)
+        server = Child(
+            ["server", "--data-dir", str(base / "server"), "--port", "0", "--cluster-cidr",
+             str(free_subnet()), "--disable-controllers", "nodelifecycle"],
+            base / "server.log",
+        )  # fmt: skip
+        cfg = await wait_for(
+            lambda: asyncio.to_thread(rest.load_kubeconfig, kubeconfig), 60, "the kubeconfig"
+        )
+        node = f"bench-{suffix}"
+        agent = Child(
+            ["agent", "--kubeconfig", str(kubeconfig), "--container-runtime-endpoint",
+             ctd.endpoint, "--node-name", node, "--data-dir", str(agent_dir),
+             "--pod-logs-dir", str(base / "logs"), "--cni-conf-dir", str(ctd.config.cni_conf_dir),
+             "--cni-bin-dir", "/usr/lib/cni", "--cni-network-name", f"kybench-{suffix}",
+             "--cni-bridge", bridge, "--cgroup-root", cgroup, "--node-ip", "127.0.0.1",
+             "--port", "0"],
+            base / "agent.log",
+        )  # fmt: skip
+        async with rest.Client(cfg, qps_limit=200) as client:
+
+            async def ready() -> bool:
+                n = await client.get(NODES, node)
+                conds = {x["type"]: x["status"] for x in n["status"]["conditions"]}
+                return conds.get("Ready") == "True"
+
+            await wait_for(ready, 120, "the node")
+            driver = HostpathDriver(
+                Config(base / "hostpath", node),
+                f"unix://{base}/csi.sock",
+                registration_dir=agent_dir / "plugins_registry",
+            )
+            await driver.start()
+            await client.create(CSIDRIVERS, {
+                "metadata": {"name": DRIVER_NAME},
+                "spec": {"attachRequired": True, "podInfoOnMount": True,
+                         "volumeLifecycleModes": ["Persistent"]},
+            })  # fmt: skip
+
+            async def registered() -> bool:
+                cn = await client.get(CSINODES, node)
+                return DRIVER_NAME in [d["name"] for d in cn["spec"].get("drivers") or []]
+
+            await wait_for(registered, 60, "the driver's registration with the agent")
+            sidecars = Child(
+                ["csi-sidecars", "--csi-address", driver.endpoint, "--kubeconfig",
+                 str(kubeconfig)],
+                base / "sidecars.log",
+            )  # fmt: skip
+            await agent_pods(args, client, res, {"server": server, "agent": agent,
+                                                 "sidecars": sidecars}, agent_dir)  # fmt: skip
+    finally:
+        if agent is not None:
+            agent.stop()
+        if sidecars is not None:
+            sidecars.stop()
+        if driver is not None:
+            res.calls = driver.stats
+            await driver.stop()
+        await ctd.remove_all()
+        await ctd.stop()
+        if server is not None:
+            server.stop()
+        await asyncio.to_thread(subprocess.run, ["ip", "link", "del", bridge], capture_output=True)
+        await asyncio.to_thread(sandbox.remove_cgroup, cgroup)
+        res.leaked = mount.mounts_below(base)
+        mount.unmount_all(base)
+    return res
+
+
+async def agent_pods(
+    args: argparse.Namespace,
+    client: rest.Client,
+    res: AgentResult,
+    procs: dict[str, Child],
+    agent_dir: Path,
+) -> None:
+    from kybern.images import busybox
+
+    ns = f"bench-csi-{uuid.uuid4().hex[:6]}"
+    cls = f"bench-{uuid.uuid4().hex[:6]}"
+    await client.create(NAMESPACES, {"metadata": {"name": ns}})
+    await client.create(CLASSES, {
+        "metadata": {"name": cls}, "provisioner": DRIVER_NAME,
+        "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete",
+    })  # fmt: skip
+    n = args.volumes
+    cpu0 = {k: proc_cpu(c.proc.pid) for k, c in procs.items()}
+    sem = asyncio.Semaphore(args.creators)
+    t0 = time.monotonic()
+
+    async def create(i: int) -> None:
+        async with sem:
+            await client.create(PVCS, {
+                "metadata": {"name": f"data-{i}"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                         "resources": {"requests": {"storage": "16Mi"}}},
+            }, ns)  # fmt: skip
+            await client.create(PODS, {
+                "metadata": {"name": f"pod-{i}"},
+                "spec": {"terminationGracePeriodSeconds": 1,
+                         "containers": [{"name": "c", "image": busybox.BUSYBOX_IMAGE,
+                                         "command": ["sh", "-c", "date > /data/f; sleep 3600"],
+                                         "volumeMounts": [{"name": "data",
+                                                           "mountPath": "/data"}]}],
+                         "volumes": [{"name": "data",
+                                      "persistentVolumeClaim": {"claimName": f"data-{i}"}}]},
+            }, ns)  # fmt: skip
+
+    await asyncio.gather(*(create(i) for i in range(n)))
+    marks: dict[str, float] = {}
+
+    async def progress() -> bool:
+        if "bound" not in marks:
+            items = (await client.list(PVCS, ns))["items"]
+            if sum((p.get("status") or {}).get("phase") == "Bound" for p in items) == n:
+                marks["bound"] = time.monotonic() - t0
+        if "attached" not in marks:
+            vas = (await client.list(VAS))["items"]
+            if sum(bool((va.get("status") or {}).get("attached")) for va in vas) >= n:
+                marks["attached"] = time.monotonic() - t0
+        pods = (await client.list(PODS, ns))["items"]
+        if sum(_running(p) for p in pods) == n:
+            marks["running"] = time.monotonic() - t0
+            marks.setdefault("bound", marks["running"])
+            marks.setdefault("attached", marks["running"])
+            return True
+        return False
+
+    await wait_for(progress, args.timeout, "all pods Running")
+    res.bound, res.attached, res.running = marks["bound"], marks["attached"], marks["running"]
+    res.cpu = {k: proc_cpu(c.proc.pid) - cpu0[k] for k, c in procs.items()}
+    t1 = time.monotonic()
+    await client.request("DELETE", f"/api/v1/namespaces/{ns}/pods", timeout=120)
+
+    async def pods_gone() -> bool:
+        return not (await client.list(PODS, ns)).get("items")
+
+    await wait_for(pods_gone, args.timeout, "every pod to be deleted")
+    res.pods_gone = time.monotonic() - t1
+
+    async def unmounted() -> bool:
+        return not await asyncio.to_thread(mount.mounts_below, agent_dir)
+
+    await wait_for(unmounted, args.timeout, "every volume unmounted")
+    res.unmounted = time.monotonic() - t1
+    await client.request("DELETE", f"/api/v1/namespaces/{ns}/persistentvolumeclaims")
+
+    async def pvs_gone() -> bool:
+        items = (await client.list(PVS))["items"]
+        return not [p for p in items if p["spec"].get("storageClassName") == cls]
+
+    await wait_for(pvs_gone, args.timeout, "all PVs deleted")
+
+
+def agent_table(results: list[AgentResult], volumes: int) -> str:
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    lines = [
+        f"CSI on the agent: {volumes} claims + busybox pods at once (hostpath driver, "
+        f"containerd, 1 node; mean of {len(results)})",
+        "",
+        "| phase | seconds |",
+        "|---|---|",
+        f"| all claims Bound (after create) | {mean([r.bound for r in results]):.2f} |",
+        f"| all VolumeAttachments attached (after create) | "
+        f"{mean([r.attached for r in results]):.2f} |",
+        f"| **all pods Running** (after create) | {mean([r.running for r in results]):.2f} |",
+        f"| delete: all pods gone (after DELETE) | {mean([r.pods_gone for r in results]):.2f} |",
+        f"| delete: nothing mounted below the agent's data dir | "
+        f"{mean([r.unmounted for r in results]):.2f} |",
+        "",
+        "| CSI method | calls per volume | driver ms per call |",
+        "|---|---|---|",
+    ]
+    total = CallStats()
+    for r in results:
+        total.merge(r.calls)
+    runs = len(results)
+    for method in sorted(total.calls, key=lambda m: -total.calls[m]):
+        calls = total.calls[method]
+        lines.append(
+            f"| {method} | {calls / runs / volumes:.2f} | "
+            f"{total.seconds[method] / calls * 1000:.2f} |"
+        )
+    lines += ["", "| CPU seconds, create to all Running | seconds |", "|---|---|"]
+    for k in ("agent", "server", "sidecars"):
+        lines.append(f"| {k} | {mean([r.cpu.get(k, 0.0) for r in results]):.2f} |")
+    lines.append(f"| in the driver (handler time, whole run) | {total.total_seconds / runs:.2f} |")
+    return "\n".join(lines)
+
+
 async def main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("bench.csi mounts volumes: run it as root", file=sys.stderr)
         return 2
+    if args.agent:
+        return await main_agent(args)
     results = []
     for i in range(args.runs):
         base = Path(tempfile.mkdtemp(prefix="kybern-bench-csi-"))
@@ -321,6 +565,30 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+async def main_agent(args: argparse.Namespace) -> int:
+    results = []
+    for i in range(args.runs):
+        base = Path(tempfile.mkdtemp(prefix="kybern-bench-csi-"))
+        try:
+            r = await agent_run(args, base)
+            results.append(r)
+            print(f"run {i + 1}: all running {r.running:.2f}s", file=sys.stderr)
+            if r.leaked:
+                print(f"mounts left behind (now removed): {r.leaked}", file=sys.stderr)
+        finally:
+            for name in ("server.log", "sidecars.log", "agent.log"):
+                with contextlib.suppress(OSError):
+                    for line in (base / name).read_text().splitlines():
+                        if "Traceback" in line or "level=error" in line:
+                            print(f"{name}: {line}", file=sys.stderr)
+            if args.keep:
+                print(f"kept {base}", file=sys.stderr)
+            else:
+                shutil.rmtree(base, ignore_errors=True)
+    print(agent_table(results, args.volumes))
+    return 0
+
+
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--volumes", type=int, default=50)
@@ -328,6 +596,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--keep", action="store_true", help="keep the logs (temporary directory)")
+    p.add_argument("--agent", action="store_true", help="real pods on a `kybern agent`")
     return p.parse_args()
 
 

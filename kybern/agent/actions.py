@@ -23,6 +23,7 @@ from pathlib import Path
 from kybern.agent import (
     common,
     containers,
+    csivolumes,
     env,
     images,
     objects,
@@ -67,6 +68,7 @@ class Context:
     backoff_cap: float = 300.0
     host_hosts: str = ""  # the host's /etc/hosts, for hostNetwork pods
     start_slots: asyncio.Semaphore | None = None  # pods starting containers at once
+    csi: csivolumes.CSIVolumes | None = None  # claims and CSI inline volumes
 
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         if self.recorder is not None:
@@ -168,9 +170,13 @@ async def start_container(
     restart_count: int,
     volume_paths: dict[str, str],
     etc_hosts: str,
+    devices: dict[str, str] | None = None,
+    read_only: set[str] | None = None,
 ) -> str:
     """Pull, create and start one container (and run its postStart hook); returns its id.
-    Raises StartError with the waiting reason on failure."""
+    `devices` are the pod's block volumes (name -> device file), `read_only` the volumes
+    mounted read-only whatever the volumeMount says. Raises StartError with the waiting reason
+    on failure."""
     name = str(spec.get("name", ""))
     ns = str(common.meta(pod).get("namespace", ""))
     sb_cfg = sandbox_config(ctx, pod, sb.attempt)
@@ -204,7 +210,10 @@ async def start_container(
         files = containers.PodFiles(etc_hosts=etc_hosts)
         if containers.termination_message_path(spec):
             files.termination_log = await _termination_file(ctx, pod, name)
-        mounts = containers.mounts(pod, spec, volume_paths, files, dict(environment))
+        mounts = containers.mounts(
+            pod, spec, volume_paths, files, dict(environment), read_only=read_only or ()
+        )
+        devs = containers.devices(spec, devices or {})
     except env.ConfigError as e:
         ctx.event(pod, "Warning", "Failed", f"Error: {e}")
         raise StartError("CreateContainerConfigError", str(e)) from None
@@ -220,6 +229,7 @@ async def start_container(
             image=image.id,
             env=environment,
             mounts=mounts,
+            devices=devs,
             memory_capacity=ctx.memory_capacity,
         ),
     )
@@ -337,8 +347,12 @@ async def remove_all(ctx: Context, rtp: runtime.PodRuntime) -> None:
 
 async def cleanup_pod(ctx: Context, uid: str, pod: Obj | None) -> None:
     """Everything of a pod on the node after its containers are gone: volumes, the pod's log
-    directory, its cgroups, watches, probe workers, image pull back-off."""
+    directory, its cgroups, watches, probe workers, image pull back-off. CSI volumes are
+    unpublished first; if a driver cannot do that yet (CSIError) nothing else is removed and
+    the caller retries."""
     await ctx.probes.stop_pod(uid)
+    if ctx.csi is not None:
+        await ctx.csi.teardown(uid)
     await ctx.volumes.teardown(uid)
     await ctx.objects.release(uid)
     ctx.images.forget_pod(uid)

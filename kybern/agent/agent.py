@@ -3,8 +3,12 @@ the node and keeps its Lease and status, waits for the node's podCIDR and writes
 configuration, watches the pods bound to the node (`spec.nodeName=<node>`) and the static pod
 manifests, runs one worker per pod, relists the runtime (PLEG), probes containers, collects
 garbage, and on start adopts what the runtime already runs (its containers keep running; orphans
-of pods that are gone are removed). `stop()` leaves the containers running, as a kubelet that
-exits does. Lookup helpers (`find_container`, `pod`) serve the agent's HTTPS server."""
+of pods that are gone are removed). CSI drivers register in the plugin registration directory
+and the pods' claims and inline CSI volumes are staged and published through them
+(`csivolumes`); volumes an earlier run mounted are reconstructed, and those no pod uses any more
+cleaned up. `stop()` leaves the containers (and their volumes) in place, as a kubelet that exits
+does. Lookup helpers (`find_container`, `pod`, `volume_stats`) serve the agent's HTTPS server and
+statistics."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from kybern.agent import (
     actions,
     backoff,
     common,
+    csivolumes,
     gc,
     images,
     network,
@@ -78,6 +83,10 @@ class AgentConfig:
     def logs_dir(self) -> Path:
         return self.pod_logs_dir or self.data_dir / "pod-logs"
 
+    @property
+    def registration_dir(self) -> Path:
+        return self.plugin_registration_dir or self.data_dir / "plugins_registry"
+
 
 @dataclass
 class ContainerRef:
@@ -113,6 +122,7 @@ class Agent:
         self.ctx: actions.Context | None = None
         self.objects: objects.ObjectStore | None = None
         self.pod_informer: informer.Informer | None = None
+        self.csi: csivolumes.CSIVolumes | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -195,6 +205,17 @@ class Agent:
             host_hosts=await asyncio.to_thread(_read_text, Path("/etc/hosts")),
             start_slots=asyncio.Semaphore(cfg.parallel_starts or 2 * machine.cpus),
         )
+        self.csi = csivolumes.CSIVolumes(
+            self.client,
+            self._watch_client,
+            cfg.data_dir,
+            cfg.node_name,
+            cfg.registration_dir,
+            wake=self._csi_changed,
+            event=self.ctx.event,
+        )
+        await self.csi.start()  # drivers registered, earlier mounts reconstructed: before pods
+        self.ctx.csi = self.csi
         self.workers = workers.PodWorkers(
             self.ctx, backoff.CrashLoopBackOff(cfg.crashloop_base, cfg.crashloop_cap)
         )
@@ -218,6 +239,8 @@ class Agent:
         pinned = (*cfg.pinned_images, *await self._sandbox_image())
         self.gc = gc.GarbageCollector(self.ctx, self._live_uids, cfg.gc, pinned_images=pinned)
         await self.gc.cleanup_orphans(snapshot.uids())
+        runtime_uids = snapshot.uids()
+        await self.csi.adopt(lambda: self._live_uids() | runtime_uids)
         self.pleg.start()
         self.gc.start()
         self._tasks.append(asyncio.create_task(self._runtime_loop(), name="agent-runtime"))
@@ -244,6 +267,8 @@ class Agent:
             await self.workers.stop()
         if self.ctx is not None:
             await self.ctx.probes.stop()
+        if self.csi is not None:
+            await self.csi.stop()  # the pods' volumes stay mounted
         if self.objects is not None:
             await self.objects.stop()
         if self.node is not None:
@@ -319,6 +344,10 @@ class Agent:
             and (kind, name) in payload.referenced_objects(w.pod)
         ]
         self.workers.wake(uids, refresh_volumes=True)
+
+    def _csi_changed(self, uids: set[str]) -> None:
+        if self.workers is not None:
+            self.workers.wake(uids)
 
     def _live_uids(self) -> set[str]:
         return set(self.workers.workers) if self.workers is not None else set()
@@ -443,7 +472,12 @@ class Agent:
             for w in self.workers.workers.values()
         ]
 
-    # ---- lookups for the HTTPS server --------------------------------------------------------
+    # ---- lookups for the HTTPS server and statistics ------------------------------------------
+
+    async def volume_stats(self) -> list[csivolumes.StatsRow]:
+        """(pod uid, pod namespace, pod name, volume name, claim name or "", VolumeStats) of
+        every CSI volume of the node's pods whose driver reports usage (NodeGetVolumeStats)."""
+        return await self.csi.stats() if self.csi is not None else []
 
     def pod(self, namespace: str, name: str) -> Obj | None:
         """A pod of this node by namespace and name (API pods and static pods)."""

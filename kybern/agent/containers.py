@@ -1,18 +1,19 @@
 """The CRI `ContainerConfig` of one container of a pod, as a kubelet builds it: metadata and the
 kubelet's labels/annotations (pod and container names, restart count, spec hash, termination
 message settings, grace period), command and args with `$(VAR)` expansion, the environment, the
-working directory, mounts (the pod's volumes with subPath, the kubelet-managed /etc/hosts and the
-termination message file), the log path, tty/stdin, resources (CPU shares, quota and period,
-memory limit, OOM score) and the Linux security context (user, group, supplemental groups,
-privileged, capabilities, read-only root, no_new_privs, seccomp, masked paths). Pure: the caller
-has already resolved the environment and the volumes' host paths."""
+working directory, mounts (the pod's volumes with subPath, the kubelet-managed /etc/hosts and
+the termination message file), devices (block volumes' volumeDevices), the log path, tty/stdin,
+resources (CPU shares, quota and period, memory limit, OOM score) and the Linux security context
+(user, group, supplemental groups, privileged, capabilities, read-only root, no_new_privs,
+seccomp, masked paths). Pure: the caller has already resolved the environment and the volumes'
+host paths."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kybern.agent import common, env
@@ -212,18 +213,20 @@ def mounts(
     volumes: Mapping[str, str],
     files: PodFiles,
     environment: Mapping[str, str] | None = None,
+    *,
+    read_only: Iterable[str] = (),
 ) -> list[api.Mount]:
     """The container's CRI mounts: its volumeMounts (host path of the volume, plus subPath or
     the expanded subPathExpr), /etc/hosts (unless the container mounts something there) and
-    the termination message file."""
+    the termination message file. Projected kinds, claims and CSI volumes marked `readOnly` in
+    the pod's volume, and the volumes in `read_only`, are mounted read-only."""
     out: list[api.Mount] = []
-    readonly_volumes = {
-        v.get("name"): True
-        for v in common.spec(pod).get("volumes") or []
+    readonly_volumes = {name: True for name in read_only}
+    for v in common.spec(pod).get("volumes") or []:
         if any(
             isinstance(v.get(k), dict) for k in ("configMap", "secret", "downwardAPI", "projected")
-        )
-    }
+        ) or any((v.get(k) or {}).get("readOnly") for k in ("persistentVolumeClaim", "csi")):
+            readonly_volumes[v.get("name")] = True
     for vm in container.get("volumeMounts") or []:
         name = vm.get("name", "")
         if name not in volumes:
@@ -253,6 +256,24 @@ def mounts(
     return out
 
 
+def devices(container: Obj, block_volumes: Mapping[str, str]) -> list[api.Device]:
+    """The container's CRI devices: its volumeDevices (a block volume's device file on the
+    host, at `devicePath` in the container)."""
+    out = []
+    for d in container.get("volumeDevices") or []:
+        name = str(d.get("name", ""))
+        if name not in block_volumes:
+            raise MountError(f"volumeDevice {name!r}: no such block volume in the pod")
+        out.append(
+            api.Device(
+                container_path=str(d.get("devicePath", "")),
+                host_path=block_volumes[name],
+                permissions="rwm",
+            )
+        )
+    return out
+
+
 def termination_message_path(container: Obj) -> str:
     path = container.get("terminationMessagePath")
     return DEFAULT_TERMINATION_MESSAGE_PATH if path is None else str(path)
@@ -272,6 +293,7 @@ class Inputs:
     image: str = ""  # the image to run (the pulled image's id or the reference)
     env: Sequence[tuple[str, str]] = ()
     mounts: Sequence[api.Mount] = ()
+    devices: Sequence[api.Device] = ()
     memory_capacity: int = 0
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
 
@@ -327,4 +349,5 @@ def container_config(pod: Obj, container: Obj, inputs: Inputs) -> api.ContainerC
         ),
     )
     cfg.image.user_specified_image = str(container.get("image", ""))
+    cfg.devices.extend(inputs.devices)
     return cfg

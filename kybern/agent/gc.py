@@ -1,9 +1,10 @@
 """Garbage collection on the node, as kubelet does it: dead containers beyond the newest
-`max_per_container` of each container of a pod (the newest stays for `kubectl logs
---previous`), sandboxes that are neither ready nor their pod's newest, everything of pods the
-agent no longer has (orphans: left by a crash or a pod deleted while the agent was down), pod
-directories without a pod, and unused images when the image filesystem is fuller than the high
-threshold (least recently used first, down to the low threshold). `plan_*` are pure."""
+`max_per_container` of each container of a pod (the newest stays for `kubectl logs --previous`),
+sandboxes that are neither ready nor their pod's newest, everything of pods the agent no longer
+has (orphans: left by a crash or a pod deleted while the agent was down), pod directories
+without a pod (their CSI volumes unpublished first, retried at each collection), and unused
+images when the image filesystem is fuller than the high threshold (least recently used first,
+down to the low threshold). `plan_*` are pure."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from kybern.agent import actions, common
+from kybern.agent import actions, common, payload
 from kybern.cri import api, errors, messages
+from kybern.csi import errors as csi_errors
 
 log = logging.getLogger("kybern.agent")
 
@@ -157,6 +159,8 @@ class GarbageCollector:
                 await rt.remove_pod_sandbox(sid)
                 self.ctx.cache.forget([sid, *(c.id for c in left)])
                 self.removed_sandboxes += 1
+        runtime_uids = {s.labels.get(common.POD_UID_LABEL, "") for s in sandboxes}
+        await self.cleanup_orphan_dirs(self.live_uids() | runtime_uids)
 
     async def cleanup_orphans(self, runtime_uids: set[str]) -> None:
         """Stop and remove everything of pods the runtime has but the agent does not."""
@@ -165,10 +169,24 @@ class GarbageCollector:
             log.info("removing the runtime state of orphaned pod %s", uid)
             rtp = await self.ctx.cache.pod(uid)
             await actions.remove_all(self.ctx, rtp)
-            await actions.cleanup_pod(self.ctx, uid, None)
-        for uid in await self.ctx.volumes.orphaned_dirs(live | runtime_uids):
+            await self._cleanup_pod(uid)
+        await self.cleanup_orphan_dirs(live | runtime_uids)
+
+    async def cleanup_orphan_dirs(self, keep: set[str]) -> None:
+        """Remove the directories (and volumes) of pods neither running nor known; a CSI
+        volume whose driver cannot unpublish it yet keeps its pod's directory until a later
+        collection."""
+        for uid in await self.ctx.volumes.orphaned_dirs(keep):
+            if uid in self.live_uids():  # a pod that arrived meanwhile
+                continue
             log.info("removing the directory of orphaned pod %s", uid)
+            await self._cleanup_pod(uid)
+
+    async def _cleanup_pod(self, uid: str) -> None:
+        try:
             await actions.cleanup_pod(self.ctx, uid, None)
+        except (csi_errors.CSIError, payload.VolumeError) as e:
+            log.warning("cannot clean up the volumes of orphaned pod %s yet: %s", uid, e)
 
     async def collect_images(self) -> None:
         rt = self.ctx.rt

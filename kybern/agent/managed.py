@@ -169,6 +169,7 @@ class LocalNode:
             cni=settings,
             pinned_images=pinned,
             node_ips=self.node_ips,
+            plugin_registration_dir=self.data_dir / "plugins_registry",  # as --csi-hostpath
         )
         self.agent = agent.Agent(self.client, cfg)
         self.server = await serving_.start(self.agent, self.serving, b"")

@@ -19,15 +19,25 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from kybern.agent import actions, backoff, common, containers, payload, runtime, status
+from kybern.agent import (
+    actions,
+    backoff,
+    common,
+    containers,
+    csivolumes,
+    payload,
+    runtime,
+    status,
+)
 from kybern.api import errors
 from kybern.cri import errors as cri_errors
+from kybern.csi import errors as csi_errors
 
 log = logging.getLogger("kybern.agent")
 Obj = common.Obj
 RESYNC = 30.0
 RETRY = 2.0
-TRANSIENT = (TimeoutError, aiohttp.ClientError, OSError, cri_errors.CRIError)
+TRANSIENT = (TimeoutError, aiohttp.ClientError, OSError, cri_errors.CRIError, csi_errors.CSIError)
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 
 
@@ -176,6 +186,10 @@ class PodWorker:
         acted = await self._converge(rtp)
         if acted:
             rtp = await ctx.cache.pod(self.uid)
+        if ctx.csi is not None and self.state.volumes_ready and csivolumes.has_csi_volumes(pod):
+            retry = await ctx.csi.expand(pod)  # a claim's FileSystemResizePending
+            if retry is not None:
+                self._after(retry)
         self._sync_probes(rtp)
         await self.write_status(rtp)
         if common.is_terminal({"status": self._desired(rtp)}):
@@ -218,11 +232,20 @@ class PodWorker:
         if not st.volumes_ready:
             try:
                 await ctx.volumes.setup(pod, pctx)
+                if csivolumes.has_csi_volumes(pod):
+                    if ctx.csi is None:
+                        raise payload.VolumeError("claims and CSI volumes are not supported here")
+                    await ctx.csi.setup(pod)
                 st.volumes_ready, st.volumes_dirty = True, False
             except payload.VolumeError as e:
                 ctx.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
                 self._waiting_all("ContainerCreating")
                 self._after(RETRY)
+                return False
+            except csivolumes.MountPending as e:  # retried with back-off (or when it changes)
+                ctx.event(pod, "Warning", "FailedMount", e.message)
+                self._waiting_all("ContainerCreating")
+                self._after(e.retry_after)
                 return False
         elif st.volumes_dirty or ctx.volumes.refresh_due(self.uid, time.time()) == 0:
             try:  # the containers run on: a failed update of their volumes is retried
@@ -300,6 +323,10 @@ class PodWorker:
         if hosts is None:
             hosts = await actions.write_hosts(self.ctx, self.pod, sb)
             self.state.etc_hosts = {sb.id: hosts}
+        csi = self.ctx.csi
+        paths = self.ctx.volumes.paths(self.uid)
+        if csi is not None:
+            paths.update(csi.paths(self.uid))
         try:
             await actions.start_container(
                 self.ctx,
@@ -308,8 +335,10 @@ class PodWorker:
                 kind,
                 sb,
                 restart,
-                self.ctx.volumes.paths(self.uid),
+                paths,
                 hosts,
+                devices=csi.devices(self.uid) if csi is not None else None,
+                read_only=csi.read_only(self.uid) if csi is not None else None,
             )
         except actions.StartError as e:
             self.state.waiting[name] = status.Waiting(e.reason, e.message)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kybern.agent import agent, httpserver, node, stats, streaming_tls
+from kybern.agent import agent, common, httpserver, node, stats, streaming_tls
 
 log = logging.getLogger("kybern.agent.serving")
 CLIENT_CA_FILE = "client-ca.crt"
@@ -59,6 +61,32 @@ def _files(
     return cert, key, ca_file
 
 
+def _volume_stats(a: agent.Agent) -> stats.VolumeStatsFn:
+    """The Summary API's `pods[].volume` entries from the agent's CSI volumes."""
+
+    async def collect() -> dict[str, list[dict[str, Any]]]:
+        now = common.rfc3339(time.time())
+        out: dict[str, list[dict[str, Any]]] = {}
+        for uid, namespace, _pod, name, claim, st in await a.volume_stats():
+            doc: dict[str, Any] = {
+                "time": now,
+                "name": name,
+                "availableBytes": st.available,
+                "capacityBytes": st.capacity,
+                "usedBytes": st.used,
+                "inodesFree": st.inodes_free,
+                "inodes": st.inodes,
+                "inodesUsed": st.inodes_used,
+                "volumeHealthStats": {"abnormal": st.abnormal},
+            }
+            if claim:
+                doc["pvcRef"] = {"name": claim, "namespace": namespace}
+            out.setdefault(uid, []).append(doc)
+        return out
+
+    return collect
+
+
 async def start(a: agent.Agent, sc: ServingConfig, client_ca: bytes) -> httpserver.AgentServer:
     """Start the agent's HTTPS server; call before `a.start()` (it sets the port the agent
     publishes)."""
@@ -76,7 +104,7 @@ async def start(a: agent.Agent, sc: ServingConfig, client_ca: bytes) -> httpserv
         key_file=key,
         client_ca_file=ca,
         allowed_users=sc.allowed_users,
-        summary=stats.SummaryProvider(a.rt, cfg.node_name),
+        summary=stats.SummaryProvider(a.rt, cfg.node_name, volume_stats=_volume_stats(a)),
     )
     await server.start()
     cfg.kubelet_port = server.port

@@ -3,17 +3,17 @@
 field names. Pods are the ready sandboxes (`ListPodSandbox`: podRef from the sandbox metadata,
 one per pod uid, the newest), their containers the running ones (`ListContainers` names them,
 `ListContainerStats` gives CPU, memory and the writable layer). Pod-level CPU, memory, network
-and process count come from `ListPodSandboxStats` where the runtime has them (containerd 1.6
-has the RPC but fails the whole list when one sandbox has no cgroup parent: then each sandbox is
+and process count come from `ListPodSandboxStats` where the runtime has them (containerd 1.6 has
+the RPC but fails the whole list when one sandbox has no cgroup parent: then each sandbox is
 asked alone, and a pod the runtime has no stats for gets the sums of its containers); a runtime
-without the RPC (UNIMPLEMENTED) is not asked again. The node's CPU and memory are the machine's:
-the cgroup v2 root (`cpu.stat` usage_usec, `memory.current`, `memory.stat`) where those files
-exist, else `/proc/stat`, `/proc/meminfo` and `/proc/vmstat`; working set = usage -
+without the RPC (UNIMPLEMENTED) is not asked again. The node's CPU and memory are the machine's
+(`hoststats`): the cgroup v2 root (`cpu.stat` usage_usec, `memory.current`, `memory.stat`) where
+those files exist, else `/proc/stat`, `/proc/meminfo` and `/proc/vmstat`; working set = usage -
 inactive_file, availableBytes = MemTotal - working set. `usageNanoCores` is the provider's own
-rate between its previous sample of the node, pod or container and this one (`RateTracker`;
-the runtime's own figure is ignored, its window being whatever its last caller made it): the
-first sample has only `usageCoreNanoSeconds`, as with a kubelet. `only_cpu_and_memory` keeps
-just the CPU and memory parts, which is what the metrics server asks for; the full document adds
+rate between its previous sample of the node, pod or container and this one (`RateTracker`; the
+runtime's own figure is ignored, its window being whatever its last caller made it): the first
+sample has only `usageCoreNanoSeconds`, as with a kubelet. `only_cpu_and_memory` keeps just the
+CPU and memory parts, which is what the metrics server asks for; the full document adds
 filesystems (statvfs, the runtime's `ImageFsInfo` and writable layers, the containers' log
 files), network (`/proc/net/dev` of the agent and of each sandbox's process), rlimit, the pods'
 volumes (from the `volume_stats` callback) and ephemeral storage. Every file is read in a
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,18 @@ from typing import Any
 import orjson
 
 from kybern.agent import common
+from kybern.agent.hoststats import (
+    CGROUP_ROOT,
+    PROC,
+    Machine,
+    fs_stats,
+    log_usage,
+    network_stats,
+    parse_net_dev,
+    read_machine,
+    read_text,
+    rlimit_stats,
+)
 from kybern.cri import RuntimeClient, api
 from kybern.cri import errors as cri_errors
 
@@ -42,11 +53,6 @@ Key = tuple[str, ...]
 # pod uid -> the pod's VolumeStats objects (kubelet shape: name, time, capacityBytes, usedBytes,
 # availableBytes, inodes..., pvcRef for persistent volumes); None: volume stats are unknown
 VolumeStatsFn = Callable[[], Awaitable[Mapping[str, Sequence[Mapping[str, Any]]] | None]]
-PROC = Path("/proc")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-# interfaces cadvisor leaves out of a node's network stats
-IGNORED_INTERFACES = ("lo", "veth", "docker", "nerdctl")
-DEFAULT_INTERFACE = "eth0"
 
 
 # ---- rates ----------------------------------------------------------------------------------
@@ -89,183 +95,6 @@ class RateTracker:
 
     def __len__(self) -> int:
         return len(self._prev)
-
-
-# ---- the machine ----------------------------------------------------------------------------
-
-
-def parse_kv(text: str) -> dict[str, int]:
-    """`key value` lines (cgroup `cpu.stat`, `memory.stat`, `/proc/vmstat`) as integers."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-def parse_meminfo(text: str) -> dict[str, int]:
-    """`/proc/meminfo` in bytes."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            scale = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
-            out[name.strip()] = int(parts[0]) * scale
-    return out
-
-
-def parse_proc_stat(text: str, ticks_per_second: int) -> tuple[int | None, int | None]:
-    """(CPU time the machine spent busy in ns, boot time in seconds) from `/proc/stat`: user,
-    nice, system, irq, softirq and steal of the `cpu` line (idle and iowait are not usage)."""
-    busy: int | None = None
-    boot: int | None = None
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "cpu" and len(parts) >= 8:
-            v = [int(x) for x in parts[1:9]]
-            ticks = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
-            busy = ticks * 1_000_000_000 // ticks_per_second
-        elif parts[0] == "btime" and len(parts) > 1:
-            boot = int(parts[1])
-    return busy, boot
-
-
-def parse_net_dev(text: str) -> list[Obj]:
-    """`/proc/net/dev` as kubelet `InterfaceStats` (name, rxBytes, rxErrors, txBytes,
-    txErrors)."""
-    out: list[Obj] = []
-    for line in text.splitlines()[2:]:
-        name, sep, rest = line.partition(":")
-        v = rest.split()
-        if not sep or len(v) < 11:
-            continue
-        out.append(
-            {
-                "name": name.strip(),
-                "rxBytes": int(v[0]),
-                "rxErrors": int(v[2]),
-                "txBytes": int(v[8]),
-                "txErrors": int(v[10]),
-            }
-        )
-    return out
-
-
-def network_stats(interfaces: list[Obj], at: int, *, node: bool) -> Obj | None:
-    """A `NetworkStats`: the default interface's figures inline and every interface listed
-    (for the node, without loopback and the pods' veth ends, as cadvisor does)."""
-    if node:
-        interfaces = [i for i in interfaces if not i["name"].startswith(IGNORED_INTERFACES)]
-    else:
-        interfaces = [i for i in interfaces if i["name"] != "lo"]
-    if not interfaces:
-        return None
-    default = next((i for i in interfaces if i["name"] == DEFAULT_INTERFACE), interfaces[0])
-    return {"time": common.micro_time(at / 1e9), **default, "interfaces": interfaces}
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
-
-
-@dataclass
-class Machine:
-    """One reading of the machine (blocking to take: `read_machine`)."""
-
-    at: int  # ns since the epoch
-    cpu_ns: int | None = None
-    boot_time: int | None = None
-    mem_total: int | None = None
-    usage: int | None = None
-    working_set: int | None = None
-    rss: int | None = None
-    page_faults: int | None = None
-    major_page_faults: int | None = None
-
-
-def read_machine(proc: Path = PROC, cgroup: Path = CGROUP_ROOT) -> Machine:
-    """The machine's CPU and memory: the cgroup v2 root's files where present, else /proc.
-    Blocking."""
-    m = Machine(at=time.time_ns())
-    stat = _read(proc / "stat") or ""
-    busy, m.boot_time = parse_proc_stat(stat, os.sysconf("SC_CLK_TCK"))
-    cpu_stat = parse_kv(_read(cgroup / "cpu.stat") or "")
-    m.cpu_ns = cpu_stat["usage_usec"] * 1000 if "usage_usec" in cpu_stat else busy
-    meminfo = parse_meminfo(_read(proc / "meminfo") or "")
-    m.mem_total = meminfo.get("MemTotal")
-    current = _read(cgroup / "memory.current")
-    mem_stat = parse_kv(_read(cgroup / "memory.stat") or "")
-    if current is not None and current.strip().isdigit():
-        m.usage = int(current)
-    elif m.mem_total is not None and "MemFree" in meminfo:
-        m.usage = m.mem_total - meminfo["MemFree"]
-    inactive = mem_stat.get("inactive_file", meminfo.get("Inactive(file)", 0))
-    if m.usage is not None:
-        m.working_set = max(m.usage - inactive, 0)
-    m.rss = mem_stat.get("anon", meminfo.get("AnonPages"))
-    if "pgfault" in mem_stat:
-        m.page_faults, m.major_page_faults = mem_stat["pgfault"], mem_stat.get("pgmajfault")
-    else:
-        vmstat = parse_kv(_read(proc / "vmstat") or "")
-        m.page_faults, m.major_page_faults = vmstat.get("pgfault"), vmstat.get("pgmajfault")
-    return m
-
-
-def fs_stats(path: str | Path, at: int) -> Obj | None:
-    """A `FsStats` of the filesystem holding `path` (statvfs), None if it cannot be read.
-    Blocking."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return {
-        "time": common.micro_time(at / 1e9),
-        "availableBytes": st.f_bavail * st.f_frsize,
-        "capacityBytes": st.f_blocks * st.f_frsize,
-        "usedBytes": (st.f_blocks - st.f_bfree) * st.f_frsize,
-        "inodesFree": st.f_ffree,
-        "inodes": st.f_files,
-        "inodesUsed": st.f_files - st.f_ffree,
-    }
-
-
-def log_usage(log_path: str, container: str) -> tuple[int, int]:
-    """(bytes, files) of a container's logs: its log directory when the file sits in one named
-    after the container (the kubelet's layout, every attempt), else the file and its rotations.
-    Blocking."""
-    path = Path(log_path)
-    size = files = 0
-    try:
-        if path.parent.name == container:
-            entries = list(path.parent.iterdir())
-        else:
-            entries = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
-        for p in entries:
-            st = p.stat()
-            size += st.st_size
-            files += 1
-    except OSError:
-        pass
-    return size, files
-
-
-def rlimit_stats(proc: Path, at: int) -> Obj:
-    """`RlimitStats`: the pid limit and the number of tasks. Blocking."""
-    out: Obj = {"time": common.micro_time(at / 1e9)}
-    pid_max = (_read(proc / "sys/kernel/pid_max") or "").strip()
-    if pid_max.isdigit():
-        out["maxpid"] = int(pid_max)
-    loadavg = (_read(proc / "loadavg") or "").split()
-    if len(loadavg) > 3 and "/" in loadavg[3]:
-        out["curproc"] = int(loadavg[3].split("/")[1])
-    return out
 
 
 # ---- CRI messages ---------------------------------------------------------------------------
@@ -536,7 +365,7 @@ class SummaryProvider:
         )
 
         def files() -> tuple[Obj | None, Obj | None, Obj, dict[str, Obj | None], dict[str, Any]]:
-            text = _read(self.proc / "net/dev") or ""
+            text = read_text(self.proc / "net/dev") or ""
             node_net = network_stats(parse_net_dev(text), now, node=True)
             node_fs = fs_stats(self.root_dir, now)
             rlimit = rlimit_stats(self.proc, now)
@@ -552,7 +381,7 @@ class SummaryProvider:
                 fs["usedBytes"], fs["inodesUsed"] = used, count
                 extra[f"logs/{cid}"] = fs
             for sid, pid in pids.items():
-                net = parse_net_dev(_read(self.proc / str(pid) / "net/dev") or "")
+                net = parse_net_dev(read_text(self.proc / str(pid) / "net/dev") or "")
                 extra[f"net/{sid}"] = network_stats(net, now, node=False)
             return node_net, node_fs, rlimit, mounts, extra
 

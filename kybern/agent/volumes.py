@@ -3,7 +3,8 @@
 `sizeLimit`), hostPath (the host's path, after the `type` check, creating it for
 DirectoryOrCreate/FileOrCreate), and the atomically written configMap, secret, downwardAPI and
 projected volumes (secrets and projections on a tmpfs, as kubelet keeps them off the disk),
-including service account tokens from the TokenRequest API, renewed at 80 % of their life.
+including service account tokens from the TokenRequest API, renewed at 80 % of their life
+(claims and CSI inline volumes are `csivolumes`' part).
 `refresh` rewrites the projected contents when their sources change; `teardown` unmounts
 everything below the pod's directory and removes it. File work and mounts run in threads."""
 
@@ -39,6 +40,7 @@ _PLUGINS = {
     "projected": "projected",
 }
 _TMPFS_TYPES = ("secret", "projected")
+_ELSEWHERE = ("persistentVolumeClaim", "csi")  # provided by csivolumes
 VolumeError = payload.VolumeError
 
 
@@ -162,6 +164,8 @@ class Volumes:
         work = []
         for v in common.spec(pod).get("volumes") or []:
             if not isinstance(v, dict) or not v.get("name"):
+                continue
+            if any(isinstance(v.get(k), dict) for k in _ELSEWHERE):
                 continue
             plugin = next((p for k, p in _PLUGINS.items() if isinstance(v.get(k), dict)), None)
             if plugin is None:

@@ -39,6 +39,21 @@ def socket_name(driver: str) -> str:
     return f"{driver}-reg.sock"
 
 
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
+
+
+def listen_address(path: Path) -> str:
+    """gRPC's `unix://` address for a socket at `path`, or a clear error when the path is too
+    long for a unix socket (gRPC's own message does not say why)."""
+    size = len(str(path).encode())
+    if size > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"socket path {path} is {size} bytes, over the {MAX_SOCKET_PATH} a unix socket "
+            "allows: use a shorter directory (--data-dir, --kubelet-registration-dir)"
+        )
+    return f"unix://{path}"
+
+
 class _Servicer(reg_grpc.RegistrationServicer):
     def __init__(self, server: RegistrationServer) -> None:
         self.server = server
@@ -89,7 +104,7 @@ class RegistrationServer:
         await asyncio.to_thread(self.path.unlink, missing_ok=True)
         server = grpc.aio.server()
         reg_grpc.add_RegistrationServicer_to_server(_Servicer(self), server)
-        server.add_insecure_port(f"unix://{self.path}")
+        server.add_insecure_port(listen_address(self.path))
         await server.start()
         self._server = server
 

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -22,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import yaml
 from cni_helpers import HostNet, host_net
 from containerd_helpers import build_images, require_binaries
 
 from kybern.agent import common, streaming_tls
 from kybern.api import registry
+from kybern.apiserver import certs
 from kybern.client import rest
 from kybern.cri import Containerd, RuntimeClient
 from kybern.images import busybox
@@ -420,3 +423,26 @@ def in_namespace(obj: Obj, namespace: str) -> Obj:
 
 def dump_yaml(obj: Obj) -> str:
     return yaml.safe_dump(obj)
+
+
+def agent_ssl(c: Cluster, user: str) -> ssl.SSLContext:
+    """TLS to the node's agent: trusting the cluster CA, presenting a client certificate for
+    `user` from it ("": none). Blocking."""
+    pki = certs.Pki(c.base / "server" / "pki")
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    if user:
+        cert, key = certs.issue_client_cert(pki, user, [])
+        cert_file, key_file = c.base / f"{user}.crt", c.base / f"{user}.key"
+        cert_file.write_bytes(cert)
+        key_file.write_bytes(key)
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+async def agent_get(c: Cluster, path: str, user: str = "kybern-metrics-server") -> tuple[int, Any]:
+    """(status, JSON body) of a GET to the node's agent as `user`."""
+    node = await c.node_obj()
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    ctx = await asyncio.to_thread(agent_ssl, c, user)
+    async with aiohttp.ClientSession() as s, s.get(f"https://127.0.0.1:{port}{path}", ssl=ctx) as r:
+        return r.status, await r.json()

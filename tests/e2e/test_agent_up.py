@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import shutil
 import socket
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,14 @@ from agent_helpers import Process, is_running, pod_manifest, wait_until
 from cni_helpers import iptables_rules, pick_subnet, sh
 
 from kybern.agent import common, network
+from kybern.api import registry
+from kybern.api.errors import StatusError
 from kybern.client import rest
 from kybern.cri import containerd
 
 pytestmark = pytest.mark.asyncio
 Obj = dict[str, Any]
+PVCS = registry.Registry().lookup("", "v1", "persistentvolumeclaims")
 
 
 def ready(node: Obj) -> bool:
@@ -35,11 +40,21 @@ async def test_up_runs_pods_on_its_own_containerd(tmp_path: Path) -> None:
     if sh("ip", "link", "show", network.BRIDGE_NAME, check=False).returncode == 0:
         pytest.fail(f"{network.BRIDGE_NAME} exists already: another kybern up runs here")
     subnet = pick_subnet()
-    data = tmp_path / "up"
+    # a short data dir: sockets below it (CSI registration) must fit a unix socket path
+    data = Path(tempfile.mkdtemp(prefix="kyb-up-", dir="/tmp"))
+    try:
+        await run_up(tmp_path, data, subnet)
+    finally:  # never below a mount that is still there (the test has failed on it then)
+        mounts = await asyncio.to_thread(Path("/proc/self/mountinfo").read_text)
+        if not containerd.mounts_below(data, mounts):
+            await asyncio.to_thread(shutil.rmtree, data, True)
+
+
+async def run_up(tmp_path: Path, data: Path, subnet: ipaddress.IPv4Network) -> None:
     proc = Process(
         ["up", "--data-dir", str(data), "--port", "0", "--cluster-cidr", str(subnet),
          "--node-name", "up-node", "--node-ip", "127.0.0.1", "--kubelet-port", "0",
-         "--metric-resolution", "2s"],
+         "--metric-resolution", "2s", "--csi-hostpath"],
         tmp_path / "up.log",
     )  # fmt: skip
     await proc.start()
@@ -173,6 +188,7 @@ async def pods_on_up(
     assert usage["burner"] > 4 * max(usage["a"], usage["b"], 1), usage
     rc, out = await kubectl(kubeconfig, "top", "nodes", "--no-headers")
     assert rc == 0 and out.split()[0] == "up-node" and millicores(out.split()[1]) >= 200, out
+    await claim_on_up(c, kubeconfig)
     for name in specs:
         await c.delete(common.PODS, name, "default")
 
@@ -182,3 +198,48 @@ async def pods_on_up(
         return not [f for f in files if f in {str(ip) for ip in ips.values()}]
 
     await wait_until(released, 60.0, "host-local to release the pods' addresses")
+
+
+async def claim_on_up(c: rest.Client, kubeconfig: Path) -> None:
+    """A claim of the default StorageClass (`--csi-hostpath`) is provisioned, mounted into a pod
+    by the agent and keeps what the pod wrote for the next pod."""
+    pvc = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}},
+    }  # fmt: skip
+    assert PVCS is not None
+    await c.create(PVCS, pvc, "default")
+    for name, script in (("writer", "echo kept > /data/f; sleep 3600"), ("reader", "sleep 3600")):
+        pod = pod_manifest(name, ["sh", "-c", script])
+        pod["metadata"]["namespace"] = "default"
+        pod["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+        pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+        await c.create(common.PODS, pod, "default")
+
+        async def running(name: str = name) -> Obj | None:
+            p = await c.get(common.PODS, name, "default")
+            return p if is_running(p) else None
+
+        await wait_until(running, 90.0, f"claim pod {name} to run")
+        if name == "writer":
+
+            async def written() -> bool:
+                return await kubectl(kubeconfig, "exec", "writer", "--", "cat", "/data/f") == (
+                    0,
+                    "kept\n",
+                )
+
+            await wait_until(written, 30.0, "the writer's file")
+        else:
+            assert await kubectl(kubeconfig, "exec", name, "--", "cat", "/data/f") == (0, "kept\n")
+        await c.delete(common.PODS, name, "default", grace_period=0)
+
+        async def gone(name: str = name) -> bool:
+            try:
+                await c.get(common.PODS, name, "default")
+            except StatusError as e:
+                return e.code == 404
+            return False
+
+        await wait_until(gone, 60.0, f"claim pod {name} to go")

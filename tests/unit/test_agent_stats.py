@@ -12,7 +12,7 @@ from typing import Any, cast
 import grpc
 import pytest
 
-from kybern.agent import stats
+from kybern.agent import hoststats, stats
 from kybern.cri import RuntimeClient, api
 from kybern.cri import errors as cri_errors
 from kybern.metricsserver.sources import SummaryParser
@@ -92,16 +92,16 @@ def test_rate_restarts_when_the_counter_goes_back_and_forgets_unseen_keys() -> N
 
 
 def test_parsers() -> None:
-    busy, boot = stats.parse_proc_stat(PROC_STAT, 100)
+    busy, boot = hoststats.parse_proc_stat(PROC_STAT, 100)
     assert busy == (100 + 20 + 30 + 5 + 6 + 7) * SEC // 100 and boot == 1690000000
-    info = stats.parse_meminfo(MEMINFO)
+    info = hoststats.parse_meminfo(MEMINFO)
     assert info["MemTotal"] == 8000000 * 1024 and info["Inactive(file)"] == 1000000 * 1024
-    assert stats.parse_kv("usage_usec 42\nuser_usec 40\nnr_periods 0\n")["usage_usec"] == 42
-    ifs = stats.parse_net_dev(NET_DEV)
+    assert hoststats.parse_kv("usage_usec 42\nuser_usec 40\nnr_periods 0\n")["usage_usec"] == 42
+    ifs = hoststats.parse_net_dev(NET_DEV)
     assert [i["name"] for i in ifs] == ["lo", "eth0", "vethabc"]
     assert ifs[1] == {"name": "eth0", "rxBytes": 5000, "rxErrors": 1, "txBytes": 7000,
                       "txErrors": 2}  # fmt: skip
-    node = stats.network_stats(ifs, T0, node=True)
+    node = hoststats.network_stats(ifs, T0, node=True)
     assert node is not None and node["name"] == "eth0" and node["rxBytes"] == 5000
     assert [i["name"] for i in node["interfaces"]] == ["eth0"]
 
@@ -121,8 +121,8 @@ def _proc(tmp: Path) -> Path:
 
 def test_machine_from_proc(tmp_path: Path) -> None:
     proc = _proc(tmp_path)
-    m = stats.read_machine(proc, tmp_path / "no-cgroup")
-    assert m.cpu_ns == stats.parse_proc_stat(PROC_STAT, stats.os.sysconf("SC_CLK_TCK"))[0]
+    m = hoststats.read_machine(proc, tmp_path / "no-cgroup")
+    assert m.cpu_ns == hoststats.parse_proc_stat(PROC_STAT, hoststats.os.sysconf("SC_CLK_TCK"))[0]
     assert m.boot_time == 1690000000 and m.mem_total == 8000000 * 1024
     assert m.usage == 5000000 * 1024  # MemTotal - MemFree
     assert m.working_set == 4000000 * 1024  # minus Inactive(file)
@@ -138,7 +138,7 @@ def test_machine_from_cgroup_v2_root(tmp_path: Path) -> None:
     (cg / "memory.stat").write_text(
         "anon 1000000\nfile 2000000\ninactive_file 500000000\npgfault 11\npgmajfault 2\n"
     )
-    m = stats.read_machine(proc, cg)
+    m = hoststats.read_machine(proc, cg)
     assert m.cpu_ns == 7 * SEC
     assert (m.usage, m.working_set) == (3000000000, 2500000000)
     assert (m.rss, m.page_faults, m.major_page_faults) == (1000000, 11, 2)
@@ -371,5 +371,5 @@ def test_log_usage(tmp_path: Path, path: str) -> None:
     (d / "0.log").write_bytes(b"x" * 10)
     (d / "1.log").write_bytes(b"x" * 5)
     (d / "0.log.20240101").write_bytes(b"x" * 3)
-    got = stats.log_usage(str(d / "0.log"), "app")
+    got = hoststats.log_usage(str(d / "0.log"), "app")
     assert got == ((18, 3) if path == "logs" else (13, 2))

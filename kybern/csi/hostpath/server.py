@@ -81,7 +81,7 @@ class HostpathDriver:
         csi_grpc.add_IdentityServicer_to_server(IdentityService(self.core), server)
         csi_grpc.add_ControllerServicer_to_server(ControllerService(self.core), server)
         csi_grpc.add_NodeServicer_to_server(NodeService(self.core), server)
-        server.add_insecure_port(f"unix://{sock}")
+        server.add_insecure_port(registration.listen_address(sock))
         await server.start()
         self._server = server
         log.info(
