@@ -122,10 +122,12 @@ class LocalNode:
         node_name: str = "",
         endpoint: str = "",
         node_ips: list[str] | None = None,
+        plugin_registration_dir: Path | None = None,
         serving: serving_.ServingConfig | None = None,
     ) -> None:
         self.client = client
         self.node_ips = node_ips or []
+        self.plugin_registration_dir = plugin_registration_dir or data_dir / "plugins_registry"
         self.serving = serving or serving_.ServingConfig()
         self.data_dir = data_dir
         self.node_name = node_name or agent.default_node_name()
@@ -169,7 +171,7 @@ class LocalNode:
             cni=settings,
             pinned_images=pinned,
             node_ips=self.node_ips,
-            plugin_registration_dir=self.data_dir / "plugins_registry",  # as --csi-hostpath
+            plugin_registration_dir=self.plugin_registration_dir,
         )
         self.agent = agent.Agent(self.client, cfg)
         self.server = await serving_.start(self.agent, self.serving, b"")

@@ -40,6 +40,11 @@ def add_node_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
     p.add_argument(
+        "--kubelet-registration-dir",
+        default="",
+        help="where CSI drivers put registration sockets (default: DATA_DIR/plugins_registry)",
+    )
+    p.add_argument(
         "--node-ip",
         action="append",
         default=[],
@@ -81,11 +86,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="CA of the API server's client certificate (default: the kubeconfig's CA)",
     )
     p.add_argument("--cert-dir", default="", help="where generated certificates go (DATA_DIR/pki)")
-    p.add_argument(
-        "--kubelet-registration-dir",
-        default="",
-        help="where CSI drivers put registration sockets (default: DATA_DIR/plugins_registry)",
-    )
     p.add_argument("--max-pods", type=int, default=110)
     p.add_argument(
         "--crashloop-backoff",

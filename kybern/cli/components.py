@@ -116,6 +116,7 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
             node_name=args.node_name,
             endpoint=args.container_runtime_endpoint or "",
             node_ips=list(args.node_ip),
+            plugin_registration_dir=registration_dir(args),
             serving=serving.ServingConfig(
                 port=args.kubelet_port,
                 ca=(api.pki.ca_cert, api.pki.ca_key),
@@ -129,13 +130,18 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
     return comps
 
 
+def registration_dir(args: argparse.Namespace) -> Path:
+    """Where the node's CSI drivers register (`--kubelet-registration-dir`)."""
+    return Path(args.kubelet_registration_dir or Path(args.data_dir) / "plugins_registry")
+
+
 async def _start_csi(
     client: rest.Client, args: argparse.Namespace
 ) -> Callable[[], Awaitable[None]]:
     """`kybern up --csi-hostpath`: the driver registers in the node's registration directory."""
     data_dir = Path(args.data_dir)
-    reg_dir = getattr(args, "kubelet_registration_dir", "") or data_dir / "plugins_registry"
+    reg_dir = registration_dir(args)
     node = args.node_name or socket.gethostname().lower()
-    local = csi.LocalCSI(client, data_dir, node, Path(reg_dir))
+    local = csi.LocalCSI(client, data_dir, node, reg_dir)
     await local.start()
     return local.stop
