@@ -16,9 +16,10 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from kybern.agent import (
     common,
@@ -39,6 +40,23 @@ from kybern.cri import client as cri
 log = logging.getLogger("kybern.agent")
 Obj = common.Obj
 MIN_GRACE = 2  # kubelet's minimumGracePeriodInSeconds
+SANDBOX_CALL_GRACE = 60.0  # how long a stopping agent lets a sandbox call finish
+T = TypeVar("T")
+
+
+async def uncut(call: Awaitable[T]) -> T:
+    """Await a sandbox call (run, stop) to its end even when the caller is cancelled meanwhile
+    (the agent stopping), for up to `SANDBOX_CALL_GRACE` seconds: a call cut short makes the
+    runtime kill its CNI plugins midway, which leaves addresses and NAT rules behind that no
+    later DEL can find. The cancellation is raised once the call is over."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task}, timeout=SANDBOX_CALL_GRACE)
+        if not task.done():
+            task.cancel()
+        raise
 
 
 @dataclass
@@ -122,7 +140,7 @@ async def run_sandbox(ctx: Context, pod: Obj, attempt: int) -> str:
     await asyncio.to_thread(Path(cfg.log_directory).mkdir, parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        sid = await ctx.rt.run_pod_sandbox(cfg)
+        sid = await uncut(ctx.rt.run_pod_sandbox(cfg))
         log.debug("pod %s: sandbox in %.3fs", common.pod_key(pod), time.monotonic() - started)
         return sid
     except errors.CRIError as e:
@@ -328,7 +346,7 @@ async def stop_sandboxes(ctx: Context, rtp: runtime.PodRuntime) -> None:
     for sb in rtp.sandboxes:
         if sb.ready:
             with contextlib.suppress(errors.NotFoundError):
-                await ctx.rt.stop_pod_sandbox(sb.id)
+                await uncut(ctx.rt.stop_pod_sandbox(sb.id))
 
 
 async def remove_all(ctx: Context, rtp: runtime.PodRuntime) -> None:
@@ -340,7 +358,7 @@ async def remove_all(ctx: Context, rtp: runtime.PodRuntime) -> None:
             await ctx.rt.remove_container(c.id)
     for sb in rtp.sandboxes:
         with contextlib.suppress(errors.NotFoundError):
-            await ctx.rt.stop_pod_sandbox(sb.id)
+            await uncut(ctx.rt.stop_pod_sandbox(sb.id))
             await ctx.rt.remove_pod_sandbox(sb.id)
     ctx.cache.forget([c.id for c in rtp.containers] + [s.id for s in rtp.sandboxes])
 

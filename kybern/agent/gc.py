@@ -155,7 +155,7 @@ class GarbageCollector:
                 for c in left:
                     await rt.stop_container(c.id, 0)
                     await rt.remove_container(c.id)
-                await rt.stop_pod_sandbox(sid)
+                await actions.uncut(rt.stop_pod_sandbox(sid))
                 await rt.remove_pod_sandbox(sid)
                 self.ctx.cache.forget([sid, *(c.id for c in left)])
                 self.removed_sandboxes += 1
