@@ -103,6 +103,34 @@ class Child:
                 self.proc.wait()
 
 
+async def create_pairs(
+    client: rest.Client,
+    ns: str,
+    cls: str,
+    n: int,
+    sem: asyncio.Semaphore,
+    container: Obj,
+    **spec: Any,
+) -> None:
+    """`n` claims `data-<i>` of class `cls` and pods `pod-<i>` using them, `sem` at a time."""
+
+    async def create(i: int) -> None:
+        async with sem:
+            await client.create(PVCS, {
+                "metadata": {"name": f"data-{i}"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                         "resources": {"requests": {"storage": "16Mi"}}},
+            }, ns)  # fmt: skip
+            await client.create(PODS, {
+                "metadata": {"name": f"pod-{i}"},
+                "spec": {**spec, "containers": [container],
+                         "volumes": [{"name": "data",
+                                      "persistentVolumeClaim": {"claimName": f"data-{i}"}}]},
+            }, ns)  # fmt: skip
+
+    await asyncio.gather(*(create(i) for i in range(n)))
+
+
 async def wait_for(pred: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -196,21 +224,7 @@ async def run_volumes(
     sem = asyncio.Semaphore(args.creators)
     t0 = time.monotonic()
 
-    async def create(i: int) -> None:
-        async with sem:
-            await client.create(PVCS, {
-                "metadata": {"name": f"data-{i}"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
-                         "resources": {"requests": {"storage": "16Mi"}}},
-            }, ns)  # fmt: skip
-            await client.create(PODS, {
-                "metadata": {"name": f"pod-{i}"},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}],
-                         "volumes": [{"name": "data",
-                                      "persistentVolumeClaim": {"claimName": f"data-{i}"}}]},
-            }, ns)  # fmt: skip
-
-    await asyncio.gather(*(create(i) for i in range(n)))
+    await create_pairs(client, ns, cls, n, sem, {"name": "c", "image": "busybox"})
 
     async def all_bound() -> bool:
         items = (await client.list(PVCS, ns))["items"]
@@ -432,25 +446,12 @@ async def agent_pods(
     sem = asyncio.Semaphore(args.creators)
     t0 = time.monotonic()
 
-    async def create(i: int) -> None:
-        async with sem:
-            await client.create(PVCS, {
-                "metadata": {"name": f"data-{i}"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
-                         "resources": {"requests": {"storage": "16Mi"}}},
-            }, ns)  # fmt: skip
-            await client.create(PODS, {
-                "metadata": {"name": f"pod-{i}"},
-                "spec": {"terminationGracePeriodSeconds": 1,
-                         "containers": [{"name": "c", "image": busybox.BUSYBOX_IMAGE,
-                                         "command": ["sh", "-c", "date > /data/f; sleep 3600"],
-                                         "volumeMounts": [{"name": "data",
-                                                           "mountPath": "/data"}]}],
-                         "volumes": [{"name": "data",
-                                      "persistentVolumeClaim": {"claimName": f"data-{i}"}}]},
-            }, ns)  # fmt: skip
-
-    await asyncio.gather(*(create(i) for i in range(n)))
+    container = {
+        "name": "c", "image": busybox.BUSYBOX_IMAGE,
+        "command": ["sh", "-c", "date > /data/f; sleep 3600"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }  # fmt: skip
+    await create_pairs(client, ns, cls, n, sem, container, terminationGracePeriodSeconds=1)
     marks: dict[str, float] = {}
 
     async def progress() -> bool:
