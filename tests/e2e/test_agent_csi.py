@@ -9,10 +9,15 @@ claim is there; a block claim is resized while its pod runs and the pod sees the
 (NodeExpandVolume called, claim capacity updated); the agent restarts under a running claim
 pod (it keeps running), and a pod force-deleted while the agent is away has its volume
 unpublished and unstaged when it returns; an ephemeral inline CSI volume lives and dies with its
-pod. Nothing stays mounted and every process is stopped."""
+pod; a WaitForFirstConsumer claim is provisioned only once its pod is scheduled (on the node the
+scheduler selected, the PV's node affinity naming it); a claim's VolumeSnapshot is restored into
+a new claim and the claim is cloned, pods reading the data back; a deleted claim takes its PV and
+the driver's volume directory with it (DeleteVolume). Nothing stays mounted and every process is
+stopped."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,8 @@ from kybern.api import registry
 from kybern.csi import mount
 from kybern.csi import volumes as csivol
 from kybern.csi.hostpath import DRIVER_NAME, Config, HostpathDriver
+from kybern.csi_sidecars import common as sidecar_res
+from kybern.csi_sidecars import crds
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 Obj = dict[str, Any]
@@ -58,7 +65,10 @@ PVCS, PVS, EVENTS = (
 )
 STORAGE = ("storageclasses", "csidrivers", "csinodes", "volumeattachments")
 CLASSES, CSIDRIVERS, CSINODES, VAS = (_res("storage.k8s.io", p) for p in STORAGE)
+SNAPSHOTS, CONTENTS = sidecar_res.SNAPSHOTS, sidecar_res.CONTENTS
 WFFC, IMMEDIATE = "agent-csi-wffc", "agent-csi-now"
+SNAPCLASS = "agent-csi-snap"
+TOPOLOGY_KEY = "topology.hostpath.csi.kybern.io/node"
 
 
 @dataclass
@@ -97,6 +107,14 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
                     "reclaimPolicy": "Delete", "volumeBindingMode": mode,
                     "allowVolumeExpansion": True,
                 })  # fmt: skip
+            # the snapshot API, as `kybern up --csi-hostpath` installs it, before the sidecars
+            # start (so they run the snapshotter at once), and a class for the driver
+            await crds.install_snapshot_crds(c.client)
+            await c.client.create(sidecar_res.SNAPSHOT_CLASSES, {
+                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+                "metadata": {"name": SNAPCLASS}, "driver": DRIVER_NAME,
+                "deletionPolicy": "Delete",
+            })  # fmt: skip
             sidecars = Process(
                 ["csi-sidecars", "--csi-address", driver.endpoint, "--kubeconfig",
                  str(c.kubeconfig)],
@@ -345,3 +363,163 @@ async def test_ephemeral_inline_volume(env: Env) -> None:
     await delete_pod(env, ns, "inline")
     assert env.calls("NodeUnpublishVolume") == unpublishes + 1
     assert not data.exists(), "the ephemeral volume is deleted with its pod"
+
+
+async def wait_bound(c: Cluster, ns: str, name: str, timeout: float = 90.0) -> Obj:
+    async def bound() -> Obj | None:
+        pvc = await c.client.get(PVCS, name, ns)
+        return pvc if (pvc.get("status") or {}).get("phase") == "Bound" else None
+
+    return await wait_until(bound, timeout, f"claim {ns}/{name} to be Bound")
+
+
+async def pvs_of(c: Cluster, ns: str, name: str) -> list[Obj]:
+    return [
+        pv for pv in (await c.client.list(PVS)).get("items") or []
+        if ((pv.get("spec") or {}).get("claimRef") or {}).get("namespace") == ns
+        and pv["spec"]["claimRef"].get("name") == name
+    ]  # fmt: skip
+
+
+def driver_volume_named(env: Env, name: str) -> bool:
+    assert env.driver.core is not None
+    return env.driver.core.state.volume_by_name(name) is not None
+
+
+async def gone(c: Cluster, res: registry.Resource, name: str, ns: str = "") -> bool:
+    try:
+        await c.client.get(res, name, ns)
+    except Exception as e:
+        return getattr(e, "code", None) == 404
+    return False
+
+
+async def test_wait_for_first_consumer_provisions_once_the_pod_is_scheduled(env: Env) -> None:
+    c = env.c
+    ns = await c.namespace()
+    await c.apply(in_namespace(claim("later"), ns))  # WaitForFirstConsumer
+    await c.apply(in_namespace(claim("control", cls=IMMEDIATE), ns))
+    # the Immediate claim bound: the provisioner has seen both claims and had its chance
+    await wait_bound(c, ns, "control")
+    pvc = await c.client.get(PVCS, "later", ns)
+    assert (pvc.get("status") or {}).get("phase") == "Pending", pvc.get("status")
+    assert not pvc["spec"].get("volumeName")
+    assert "volume.kubernetes.io/selected-node" not in (pvc["metadata"].get("annotations") or {})
+    assert not await pvs_of(c, ns, "later"), "no PV for an unconsumed WFFC claim"
+    assert not driver_volume_named(env, f"pvc-{pvc['metadata']['uid']}"), "nor a CreateVolume"
+    creates = env.calls("CreateVolume")
+    await c.apply(in_namespace(claim_pod("consumer", "later", ["sleep", "3600"]), ns))
+    pod = await c.wait_pod(ns, "consumer", is_running, 120.0)
+    assert pod["spec"]["nodeName"] == c.node
+    pvc = await wait_bound(c, ns, "later")
+    assert env.calls("CreateVolume") > creates
+    notes = pvc["metadata"].get("annotations") or {}
+    assert notes.get("volume.kubernetes.io/selected-node") == c.node, notes
+    pv = await c.client.get(PVS, pvc["spec"]["volumeName"])
+    assert pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
+    assert pv["spec"]["storageClassName"] == WFFC
+    # the hostpath driver reports topology: the PV may only be used on the selected node
+    terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    exprs = [e for t in terms for e in t.get("matchExpressions") or []]
+    assert {"key": TOPOLOGY_KEY, "operator": "In", "values": [c.node]} in exprs, terms
+    await delete_pod(env, ns, "consumer")
+
+
+async def test_snapshot_restored_and_claim_cloned(env: Env) -> None:
+    c = env.c
+    ns = await c.namespace()
+    await c.apply(in_namespace(claim("origin"), ns))
+    await c.apply(in_namespace(claim_pod("writer", "origin", ["sleep", "3600"]), ns))
+    writer = await c.wait_pod(ns, "writer", is_running, 120.0)
+    code, _ = await exec_in(c, writer, ["sh", "-c", "echo before > /data/f && sync"])
+    assert code == 0
+    snapshots = env.calls("CreateSnapshot")
+    await c.apply({
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+        "metadata": {"name": "snap", "namespace": ns},
+        "spec": {"volumeSnapshotClassName": SNAPCLASS,
+                 "source": {"persistentVolumeClaimName": "origin"}},
+    })  # fmt: skip
+
+    async def ready() -> Obj | None:
+        vs = await c.client.get(SNAPSHOTS, "snap", ns)
+        return vs if (vs.get("status") or {}).get("readyToUse") is True else None
+
+    vs = await wait_until(ready, 90.0, "the VolumeSnapshot to be readyToUse")
+    assert env.calls("CreateSnapshot") > snapshots
+    assert vs["status"]["restoreSize"] == "16Mi"
+    content = await c.client.get(CONTENTS, vs["status"]["boundVolumeSnapshotContentName"])
+    handle = content["status"]["snapshotHandle"]
+    assert env.driver.core is not None and handle in env.driver.core.state.snapshots
+    core = env.driver.core
+    # changed after the snapshot: the restore has the old data, a clone made now the new
+    code, _ = await exec_in(c, writer, ["sh", "-c", "echo after > /data/f && sync"])
+    assert code == 0
+    restored = claim("restored")
+    restored["spec"]["dataSource"] = {
+        "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap",
+    }  # fmt: skip
+    cloned = claim("cloned")
+    cloned["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": "origin"}
+    for obj in (restored, cloned):
+        await c.apply(in_namespace(obj, ns))
+        name = obj["metadata"]["name"]
+        reader = claim_pod(f"read-{name}", name, ["sleep", "3600"])
+        await c.apply(in_namespace(reader, ns))
+    origin = await c.client.get(PVCS, "origin", ns)
+    origin_handle = (await c.client.get(PVS, origin["spec"]["volumeName"]))["spec"]["csi"][
+        "volumeHandle"
+    ]
+    sources = {"restored": (handle, ""), "cloned": ("", origin_handle)}
+    for name, want in (("restored", "before\n"), ("cloned", "after\n")):
+        pod = await c.wait_pod(ns, f"read-{name}", is_running, 120.0)
+        code, out = await exec_in(c, pod, ["cat", "/data/f"])
+        assert (code, out) == (0, want), name
+        pvc = await c.client.get(PVCS, name, ns)
+        pv = await c.client.get(PVS, pvc["spec"]["volumeName"])
+        vol = core.state.volumes[pv["spec"]["csi"]["volumeHandle"]]
+        assert vol.content_source() == sources[name], "CreateVolume had the content source"
+        await delete_pod(env, ns, f"read-{name}")
+    await delete_pod(env, ns, "writer")
+    # deleting the snapshot (policy Delete) deletes its content and the driver's snapshot
+    deletes = env.calls("DeleteSnapshot")
+    await c.client.delete(SNAPSHOTS, "snap", ns)
+    name = content["metadata"]["name"]
+    await wait_until(lambda: gone(c, CONTENTS, name), 60.0, "the VolumeSnapshotContent to go")
+    await wait_until(lambda: gone(c, SNAPSHOTS, "snap", ns), 60.0, "the VolumeSnapshot to go")
+    assert env.calls("DeleteSnapshot") > deletes
+    assert handle not in core.state.snapshots
+
+
+async def test_deleted_claim_takes_its_volume_and_data_with_it(env: Env) -> None:
+    c = env.c
+    ns = await c.namespace()
+    await c.apply(in_namespace(claim("doomed"), ns))
+    pod_obj = claim_pod("user", "doomed", ["sh", "-c", "echo bye > /data/f && sleep 3600"])
+    await c.apply(in_namespace(pod_obj, ns))
+    await c.wait_pod(ns, "user", is_running, 120.0)
+    pvc = await c.client.get(PVCS, "doomed", ns)
+    pv = await c.client.get(PVS, pvc["spec"]["volumeName"])
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    handle = pv["spec"]["csi"]["volumeHandle"]
+    data = env.driver.config.data_dir / "volumes" / handle
+
+    async def written() -> bool:
+        return await asyncio.to_thread((data / "f").exists)
+
+    await wait_until(written, 30.0, "the pod's file in the driver's directory")
+    await delete_pod(env, ns, "user")
+    pv_name = pv["metadata"]["name"]
+
+    async def detached() -> bool:  # the attach-detach controller let go of the volume
+        vas = (await c.client.list(VAS)).get("items") or []
+        return not [v for v in vas if v["spec"]["source"].get("persistentVolumeName") == pv_name]
+
+    deletes = env.calls("DeleteVolume")
+    await c.client.delete(PVCS, "doomed", ns)
+    await wait_until(lambda: gone(c, PVCS, "doomed", ns), 60.0, "the claim to go")
+    await wait_until(lambda: gone(c, PVS, pv_name), 90.0, "the PV to go")
+    await wait_until(detached, 60.0, "the VolumeAttachment to go")
+    assert env.calls("DeleteVolume") > deletes
+    assert not data.exists(), "the driver's volume directory is removed"
+    assert env.driver.core is not None and handle not in env.driver.core.state.volumes
