@@ -326,9 +326,12 @@ async def _reporting(batch: Batch, t0: float) -> None:
         print(batch.progress(t0), flush=True)
 
 
-async def one_run(args: argparse.Namespace, base: Path) -> Run:
+async def one_run(args: argparse.Namespace, base: Path, index: int = 0) -> Run:
+    from bench.api import Profiler
     from kybern.api import registry
     from kybern.client import rest
+
+    profilers = [Profiler(args.profile, args.profile_rate, args.profile_mode) for _ in range(3)]
 
     def res(kind: str) -> Any:
         return next(
@@ -404,8 +407,15 @@ async def one_run(args: argparse.Namespace, base: Path) -> Run:
             me0 = time.process_time()
             t0 = time.monotonic()
             reporter = asyncio.create_task(_reporting(batch, t0))
-            await batch.create(args.creators)
-            await batch.wait(running=False)
+            with contextlib.ExitStack() as stack:
+                for prof, (what, ch) in zip(
+                    profilers,
+                    (("e2e", server), ("e2e-scheduler", sched), ("e2e-sim", sim)),
+                    strict=True,
+                ):
+                    stack.enter_context(prof.phase(what, ch.pid, index))
+                await batch.create(args.creators)
+                await batch.wait(running=False)
             run.cpu_ms = {
                 ch.name: 1000 * (proc_cpu(ch.pid) - cpu0[ch.name]) / len(batch.accepted)
                 for ch in children
@@ -512,7 +522,7 @@ async def drive(args: argparse.Namespace) -> int:
         base = Path(tempfile.mkdtemp(prefix="kybern-bench-sched-"))
         print(f"run {i + 1}/{args.runs} in {base}", flush=True)
         try:
-            r = await one_run(args, base)
+            r = await one_run(args, base, i)
             r.cycle_per_s = cycle_only(args.nodes, args.pods)
             runs.append(r)
             print(
@@ -527,6 +537,16 @@ async def drive(args: argparse.Namespace) -> int:
     print(f"load average after: {os.getloadavg()}", flush=True)
     print()
     print(table(runs, args))
+    if args.profile is not None:
+        from bench.api import hotspots
+
+        for what, name in (
+            ("server", "e2e"),
+            ("scheduler", "e2e-scheduler"),
+            ("sim-nodes", "e2e-sim"),
+        ):
+            print(f"\n{what} hotspots, end-to-end phase of run 1 (py-spy, {args.profile}):")
+            print("\n".join(hotspots(args.profile / f"run1-{name}.txt", 30)))
     return 0
 
 
@@ -541,6 +561,24 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     p.add_argument(
         "--no-backlog", dest="backlog", action="store_false", help="skip the backlog phase"
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="attach py-spy (.venv/bin/pip install py-spy) to the server, the scheduler and the\n"
+        "sim-nodes process during the end-to-end phase; collapsed stacks in\n"
+        "DIR/runN-e2e{,-scheduler,-sim}.txt, top functions of run 1 printed\n"
+        "(perturbs the figures: profile in a separate invocation)",
+    )
+    p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s (100)")
+    p.add_argument(
+        "--profile-mode",
+        choices=["active", "gil", "native"],
+        default="gil",
+        help="with --profile: only the GIL holder (gil, default), every busy thread (active),\n"
+        "or with C frames (native; pauses the server at each sample)",
     )
     p.add_argument("--role", choices=["driver", "scheduler", "sim-nodes"], default="driver")
     p.add_argument("--kubeconfig", default="")

@@ -15,12 +15,11 @@ on status) and server-set metadata are never owned. Pure functions of dicts; no 
 from __future__ import annotations
 
 import copy
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kybern.api import definitions, errors
+from kybern.api import definitions, errors, objects
 from kybern.api import managedfields as mf
 from kybern.api.managedfields import (
     LEAF,
@@ -332,7 +331,7 @@ def _cap(managed: Managed) -> None:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return objects.now_rfc3339()
 
 
 def _overlay(obj: Any, zero: Mapping[str, Any]) -> Any:

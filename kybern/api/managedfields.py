@@ -163,13 +163,14 @@ class FieldSet:
     level, `children` the subsets below elements (never empty). Sets are values: the operations
     return new sets and may share unchanged subtrees, so never mutate a set you did not build."""
 
-    __slots__ = ("children", "members")
+    __slots__ = ("_json", "children", "members")
 
     def __init__(
         self, members: set[str] | None = None, children: dict[str, FieldSet] | None = None
     ) -> None:
         self.members: set[str] = members if members is not None else set()
         self.children: dict[str, FieldSet] = children if children is not None else {}
+        self._json: bytes | None = None  # `to_json` encoded, for the shared sets `decode` makes
 
     @classmethod
     def of(cls, *paths: Sequence[str]) -> FieldSet:
@@ -264,6 +265,9 @@ class FieldSet:
     def to_json(self) -> dict[str, Any]:
         """The `fieldsV1` document: `{"f:spec": {"f:replicas": {}}}`, `.` for a member that
         also has children, elements in structured-merge-diff's order."""
+        if self._json is not None:
+            doc: dict[str, Any] = orjson.loads(self._json)
+            return doc
         out: dict[str, Any] = {}
         for pe in sorted(self.members | self.children.keys(), key=pe_order):
             sub = self.children.get(pe)
@@ -520,10 +524,32 @@ def decode(entries: Any) -> Managed:
         if ft != "FieldsV1":
             what = f'invalid fieldsType "{ft}"' if ft else "missing fieldsType"
             raise ValueError(f"{what} in managed fields entry {i}")
-        sub, fields = e.get("subresource") or "", FieldSet.from_json(e.get("fieldsV1") or {})
+        sub, fields = e.get("subresource") or "", _fields(e.get("fieldsV1") or {})
         key = Manager(str(e.get("manager") or ""), op, av if op == "Update" else "", sub)
         out[key] = Owned(fields, av, op == "Apply", _rfc3339(e.get("time")))
     return out
+
+
+_DECODED: dict[bytes, FieldSet] = {}
+_DECODED_MAX = 4096
+
+
+def _fields(doc: Any) -> FieldSet:
+    """`FieldSet.from_json`, remembered: the objects of one kind written by one manager mostly
+    own the same fields, and every update decodes the entries of the object it changes. The
+    sets handed out are shared (sets are values: nobody mutates one they did not build)."""
+    try:
+        key = orjson.dumps(doc)
+    except TypeError:
+        return FieldSet.from_json(doc)
+    fs = _DECODED.get(key)
+    if fs is None:
+        fs = FieldSet.from_json(doc)
+        fs._json = orjson.dumps(fs.to_json())
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[key] = fs
+    return fs
 
 
 def is_reset(entries: Any) -> bool:
@@ -535,6 +561,11 @@ def _rfc3339(t: Any) -> str | None:
     """A time as metav1.Time writes it (`2024-01-01T00:00:00Z`), whatever offset it came in."""
     if not isinstance(t, str) or not t:
         return None
+    return _rfc3339_str(t)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rfc3339_str(t: str) -> str:
     try:
         when = datetime.datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
@@ -542,6 +573,7 @@ def _rfc3339(t: Any) -> str | None:
     return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=4096)
 def seconds(t: str | None) -> float:
     if not t:
         return 0.0

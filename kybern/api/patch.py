@@ -21,6 +21,13 @@ _MISSING: Any = object()
 
 
 def _copy(v: Any) -> Any:
+    cls = v.__class__
+    if cls is str or cls is int or cls is bool or cls is float or v is None:
+        return v
+    if cls is dict:
+        return {k: _copy(x) for k, x in v.items()}
+    if cls is list:
+        return [_copy(x) for x in v]
     if isinstance(v, Mapping):
         return {k: _copy(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -222,12 +229,13 @@ def merge_patch_value(target: Any, patch: Any) -> Any:
     return _merge(_copy(target), patch)
 
 
-def apply_merge_patch(doc: Mapping[str, Any], patch: Any) -> dict[str, Any]:
-    """Apply an `application/merge-patch+json` body to a copy of `doc`: null deletes a key,
-    objects merge recursively, anything else replaces. A non-object patch -> 400 BadRequest."""
+def apply_merge_patch(doc: Mapping[str, Any], patch: Any, *, owned: bool = False) -> dict[str, Any]:
+    """Apply an `application/merge-patch+json` body to a copy of `doc` (`owned`: to `doc`
+    itself, a dict the caller gives up): null deletes a key, objects merge recursively,
+    anything else replaces. A non-object patch -> 400 BadRequest."""
     if not isinstance(patch, Mapping):
         raise errors.bad_request("Invalid JSON Patch")
-    result: dict[str, Any] = _merge(_copy(doc), patch)
+    result: dict[str, Any] = _merge(doc if owned and isinstance(doc, dict) else _copy(doc), patch)
     return result
 
 
@@ -487,9 +495,10 @@ def _merge_map(orig: dict[str, Any], patch: Mapping[str, Any], node: _Node) -> d
 
 
 def apply_strategic_merge_patch(
-    doc: Mapping[str, Any], patch: Any, meta: PatchMeta
+    doc: Mapping[str, Any], patch: Any, meta: PatchMeta, *, owned: bool = False
 ) -> dict[str, Any]:
-    """Apply an `application/strategic-merge-patch+json` body to a copy of `doc`.
+    """Apply an `application/strategic-merge-patch+json` body to a copy of `doc` (`owned`: to
+    `doc` itself, a dict the caller gives up).
 
     Differences from kube-apiserver, all for malformed patches: errors it reports as 500
     (missing merge key, mixed list element types, bad `$setElementOrder` order) are 400 here,
@@ -501,7 +510,8 @@ def apply_strategic_merge_patch(
             f"json: cannot unmarshal {_go_type(patch)} into Go value of type "
             "map[string]interface {}"
         )
-    return _merge_map(_copy(doc), patch, meta._tree)
+    target: dict[str, Any] = doc if owned and isinstance(doc, dict) else _copy(doc)
+    return _merge_map(target, patch, meta._tree)
 
 
 # --- patch metadata of the built-in kinds (the patchStrategy/patchMergeKey struct tags) --------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from decimal import ROUND_UP, Decimal, localcontext
@@ -203,6 +204,20 @@ _DEC_SUFFIX = {e: s for s, e in _DECIMAL.items()}
 
 
 def _parse_quantity(value: str | int | float) -> tuple[Decimal, str]:
+    if value.__class__ in _SCALARS:  # pods repeat the same few quantities: remembered
+        return _parse_quantity_cached(value)
+    return _parse_quantity_uncached(value)
+
+
+_SCALARS = (str, int, float)  # exactly: a bool is refused, and is no cache key for 1
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _parse_quantity_cached(value: str | int | float) -> tuple[Decimal, str]:
+    return _parse_quantity_uncached(value)
+
+
+def _parse_quantity_uncached(value: str | int | float) -> tuple[Decimal, str]:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"quantities must match the regular expression '{_QTY_FORMAT}'")
     text = str(value) if not isinstance(value, float) else repr(value)
@@ -231,6 +246,17 @@ def parse_quantity(value: str | int | float) -> Decimal:
 
 def canonical_quantity(value: str | int | float) -> str:
     """The form the API server serializes a quantity in ("1000m" -> "1", "1024Mi" -> "1Gi")."""
+    if value.__class__ in _SCALARS:
+        return _canonical_cached(value)
+    return _canonical(value)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _canonical_cached(value: str | int | float) -> str:
+    return _canonical(value)
+
+
+def _canonical(value: str | int | float) -> str:
     number, fmt = _parse_quantity(value)
     with localcontext() as ctx:
         ctx.prec = 80

@@ -6,11 +6,10 @@ jobs and cron jobs, config keys, and the immutable fields checked on update."""
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from typing import Any
 
-from kybern.api import errors
+from kybern.api import errors, objects
 from kybern.api import validation as v
 from kybern.api.validation import FieldErrors, _c, _d, _enum, _invalid, _is_int, _l, _nonneg
 
@@ -151,7 +150,7 @@ def _without_seconds(tol: Any) -> dict[str, Any]:
 
 
 def _pod_update(new: dict[str, Any], old: dict[str, Any]) -> FieldErrors:
-    spec, ospec, errs = copy.deepcopy(_d(new.get("spec"))), _d(old.get("spec")), []
+    spec, ospec, errs = objects.deep_copy(_d(new.get("spec"))), _d(old.get("spec")), []
     for key in ("containers", "initContainers"):
         ours, theirs = _l(spec.get(key)), _l(ospec.get(key))
         if len(ours) == len(theirs):

@@ -87,9 +87,12 @@ class WatchEvent:
         return self._proto
 
 
-def to_watch_event(ev: storage.Event) -> WatchEvent:
+def to_watch_event(ev: storage.Event, prev: CachedObject | None = None) -> WatchEvent:
+    """The cache's event of a storage event; `prev`, when given, is the object before it as
+    already decoded (it must be `ev.prev` at `ev.prev.mod_revision`)."""
     cur = decode(ev.kv)
-    prev = decode(ev.prev) if ev.prev is not None else None
+    if prev is None and ev.prev is not None:
+        prev = decode(ev.prev)
     if ev.type is storage.EventType.DELETE:
         typ = "DELETED"
     elif prev is None:
@@ -253,7 +256,12 @@ class Cacher:
         for ev in events:
             cache = self._cache_for(ev.kv.key)
             if cache is not None:
-                cache.apply(to_watch_event(ev))
+                prev = None
+                if ev.prev is not None:  # the cache holds it decoded already: no second decode
+                    cur = cache.objects.get(ev.kv.key)
+                    if cur is not None and cur.revision == ev.prev.mod_revision:
+                        prev = cur
+                cache.apply(to_watch_event(ev, prev))
             self.revision = ev.kv.mod_revision
         if self._revision_waiters:
             keep = []

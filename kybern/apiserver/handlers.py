@@ -204,6 +204,27 @@ class ApiHandler:
             }
         return codec.json_response(data, status, headers)
 
+    def _reply_written(
+        self,
+        res: registry.Resource,
+        namespace: str,
+        out: Obj,
+        status: int,
+        warnings: list[str],
+        dry: bool,
+    ) -> web.Response:
+        """The answer to a write: the watch cache's copy of the object when it holds exactly
+        this revision (its encoding is shared with every watcher of the event), else `out`
+        encoded. Dry runs, warnings and custom resources (stored in another version) take the
+        plain path."""
+        if not dry and not warnings and not res.crd:
+            meta = out.get("metadata") or {}
+            rv = meta.get("resourceVersion")
+            cached = self.store.peek(res, namespace, str(meta.get("name", "")))
+            if cached is not None and rv is not None and str(cached.revision) == rv:
+                return codec.object_response(cached, status)
+        return self._reply(out, status, warnings)
+
     # ---- verbs -------------------------------------------------------------------------
 
     async def _list(
@@ -255,7 +276,7 @@ class ApiHandler:
                 "the request"
             )
         out = await self.store.create(res, namespace, obj, dry_run=dry, field_manager=manager)
-        return self._reply(out, 201, warnings)
+        return self._reply_written(res, namespace, out, 201, warnings, dry)
 
     async def _update(
         self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
@@ -273,12 +294,18 @@ class ApiHandler:
         out = await self.store.update(
             res, namespace, name, obj, subresource=sub, dry_run=dry, field_manager=manager
         )
-        return self._reply(out, 200, warnings)
+        return self._reply_written(res, namespace, out, 200, warnings, dry)
 
     def _patched(
-        self, request: web.Request, res: registry.Resource, body: bytes, warnings: list[str]
+        self,
+        request: web.Request,
+        res: registry.Resource,
+        body: bytes,
+        warnings: list[str],
+        owned: bool = False,
     ) -> Any:
-        """A function that applies this request's patch to an object."""
+        """A function that applies this request's patch to an object (`owned`: the object is
+        the caller's private copy, patched in place)."""
         mtype = codec.media_type(request)
         if mtype not in codec.PATCH_TYPES or mtype == "application/apply-patch+yaml":
             raise errors.unsupported_media_type(mtype)
@@ -300,9 +327,9 @@ class ApiHandler:
             if mtype == "application/json-patch+json":
                 out = patch.apply_json_patch(current, doc)
             elif mtype == "application/merge-patch+json":
-                out = patch.apply_merge_patch(current, doc)
+                out = patch.apply_merge_patch(current, doc, owned=owned)
             else:
-                out = patch.apply_strategic_merge_patch(current, doc, meta)
+                out = patch.apply_strategic_merge_patch(current, doc, meta, owned=owned)
             if not isinstance(out, dict):
                 raise errors.bad_request("the patch result is not an object")
             warnings.clear()
@@ -318,11 +345,12 @@ class ApiHandler:
         if codec.media_type(request) == "application/apply-patch+yaml":
             return await self._apply(request, res, namespace, name, sub)
         manager = codec.manager_or_user_agent(request)
-        apply = self._patched(request, res, await codec.read_body(request), warnings)
+        # guaranteed_update hands `apply` a private copy of the current object
+        apply = self._patched(request, res, await codec.read_body(request), warnings, owned=True)
         out = await self.store.guaranteed_update(
             res, namespace, name, apply, subresource=sub, dry_run=dry, field_manager=manager
         )
-        return self._reply(out, 200, warnings)
+        return self._reply_written(res, namespace, out, 200, warnings, dry)
 
     async def _apply(
         self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str

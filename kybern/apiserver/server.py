@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import platform
@@ -38,6 +39,9 @@ log = logging.getLogger("kybern.apiserver")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 READY_STORE_TIMEOUT = 2.0  # seconds the readiness check waits for the store
+
+
+GC_YOUNG_THRESHOLD = 20000  # allocations between young collections (CPython's default: 700)
 
 
 @dataclass
@@ -102,6 +106,7 @@ class APIServer:
         await self.cacher.start(
             sorted({r.key_prefix for r in self.registry.all() if not r.virtual})
         )
+        tune_gc()  # after the initial load, which then stays out of the collector's way
         await self._bootstrap()
         for loop in self.loops:
             loop.start()
@@ -274,3 +279,15 @@ def version_info() -> dict[str, Any]:
         "compiler": "cpython",
         "platform": f"linux/{'amd64' if platform.machine() == 'x86_64' else platform.machine()}",
     }
+
+
+def tune_gc() -> None:
+    """The cache holds every object as many small dicts, and each request allocates thousands
+    more: with CPython's default thresholds (a young collection every 700 allocations) the
+    cyclic collector took 10-20 % of the loop's CPU under load. Collect the young generation
+    less often, and move what exists after the initial load (modules, the cache as listed)
+    out of the collector's way (`gc.freeze`). Only raises thresholds; idempotent enough."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    if gen0 and gen0 < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, max(gen1, 20), gen2)
+    gc.freeze()

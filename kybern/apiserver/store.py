@@ -6,7 +6,6 @@ then writes through the storage backend; reads come from the watch cache."""
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import logging
 from collections.abc import Callable
@@ -428,7 +427,8 @@ class Store:
             if res.crd:  # as the requested version serves it
                 current = await self.crds.view(res, current)
             cur_rv = current.obj["metadata"]["resourceVersion"]
-            desired = mutate(copy.deepcopy(current.obj))
+            # a private copy: decoding the cached JSON is much cheaper than copy.deepcopy
+            desired = mutate(orjson.loads(current.json))
             drv = objects.meta(desired).get("resourceVersion")
             if drv and drv != cur_rv:
                 raise errors.stale_conflict(res.plural, res.group, name)
@@ -512,7 +512,7 @@ class Store:
             raise _Retry() from None
         except storage.NotFoundError:
             raise errors.not_found(res.plural, res.group, current.obj["metadata"]["name"]) from None
-        out = copy.deepcopy(last)
+        out = objects.copy_json(last)
         out["metadata"]["resourceVersion"] = str(kv.mod_revision)
         for cb in self.on_deleted:
             cb(res, out)
@@ -562,7 +562,7 @@ class Store:
                     return await self._delete_now(res, current, current.obj, opts.dry_run), True
                 except _Retry:
                     continue
-            new = copy.deepcopy(current.obj)
+            new = orjson.loads(current.json)
             nmeta = new["metadata"]
             if not nmeta.get("deletionTimestamp"):
                 when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace)

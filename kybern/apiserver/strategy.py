@@ -5,10 +5,9 @@ kind-specific hooks such as service address allocation and namespace termination
 from __future__ import annotations
 
 import base64
-import copy
 from typing import Any
 
-from kybern.api import crdschema_check, defaults, errors, registry
+from kybern.api import crdschema_check, defaults, errors, objects, registry
 from kybern.apiserver import allocators
 from kybern.apiserver import cache as cachemod
 
@@ -28,7 +27,7 @@ _SERVER_META = (
 def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str) -> Obj:
     """The object to store for an update of `old` with `obj` through `subresource`."""
     if subresource == "status":
-        new = copy.deepcopy(old)
+        new = objects.copy_json(old)
         if "status" in obj:
             new["status"] = obj["status"]
         else:

@@ -283,9 +283,12 @@ class Client:
                 raise _error(resp.status, await resp.read())
             buf = b""
             async for chunk in resp.content.iter_any():
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    buf += chunk
+                    continue
+                # every complete line at once (a chunk often holds many events)
+                *lines, buf = (buf + chunk).split(b"\n")
+                for line in lines:
                     if not line.strip():
                         continue
                     ev = orjson.loads(line)

@@ -132,18 +132,18 @@ class NodeLifecycleController(common.Base):
         return (renew, str(ready.get("lastHeartbeatTime") or ""), str(ready.get("status") or ""))
 
     async def reconcile(self, key: str) -> common.Result | None:
-        cached = self.nodes.get(key)
-        if cached is None:
+        # the informer's object, read only: every write below works on a copy of what it
+        # changes, so a lease renewal (the common case: nothing to do) copies nothing
+        node = self.nodes.get(key)
+        if node is None:
             self.health.pop(key, None)
             return None
-        node = copy.deepcopy(cached)
         now = self.clock()
         sig = self._signature(node)
         h = self.health.get(key)
         if h is None or h.signature != sig:
             h = self.health[key] = _Health(now, sig)
-        status = node.setdefault("status", {})
-        ready = common.get_condition(status, "Ready")
+        ready = common.get_condition(node.get("status") or {}, "Ready")
         grace = (
             self.options.node_monitor_grace_period
             if ready is not None

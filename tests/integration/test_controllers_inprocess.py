@@ -341,7 +341,9 @@ async def test_cronjob_fires_at_the_fake_time(tmp_path: Path, pki_dir: Path) -> 
         created = common.parse_time(cj["metadata"]["creationTimestamp"])
         assert created is not None
         assert not (await c.list(common.JOBS, NS)).get("items")
-        k.clock.offset = 61.0  # the next minute has come, on the controller's clock only
+        scheduled = (int(created // 60) + 1) * 60
+        # the controller's clock (only) one second past the next minute, however late it is now
+        k.clock.offset = scheduled + 1.0 - time.time()
         await c.patch(common.CRONJOBS, "tick", {"metadata": {"labels": {"nudge": "1"}}}, NS)
 
         async def one_job() -> Obj | None:
@@ -349,7 +351,6 @@ async def test_cronjob_fires_at_the_fake_time(tmp_path: Path, pki_dir: Path) -> 
             return items[0] if len(items) == 1 else None
 
         j = await wait_until(one_job, TIMEOUT, "the scheduled Job")
-        scheduled = (int(created // 60) + 1) * 60
         assert j["metadata"]["name"] == cronjob.job_name(cj, scheduled)
         assert controlled_by(j, cj)
 
