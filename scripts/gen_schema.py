@@ -84,6 +84,30 @@ KINDS: dict[tuple[str, str, str], str] = {
     ): "V1ValidatingWebhookConfiguration",
     ("autoscaling", "v1", "Scale"): "V1Scale",
     ("policy", "v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("networking.k8s.io", "v1", "Ingress"): "V1Ingress",
+    ("networking.k8s.io", "v1", "IngressClass"): "V1IngressClass",
+    ("networking.k8s.io", "v1", "NetworkPolicy"): "V1NetworkPolicy",
+    ("scheduling.k8s.io", "v1", "PriorityClass"): "V1PriorityClass",
+    ("node.k8s.io", "v1", "RuntimeClass"): "V1RuntimeClass",
+    ("autoscaling", "v2", "HorizontalPodAutoscaler"): "V2HorizontalPodAutoscaler",
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest"): "V1CertificateSigningRequest",
+    ("storage.k8s.io", "v1", "CSIStorageCapacity"): "V1CSIStorageCapacity",
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+    ): "V1ValidatingAdmissionPolicy",
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+    ): "V1ValidatingAdmissionPolicyBinding",
+    ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema"): "V1FlowSchema",
+    (
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "PriorityLevelConfiguration",
+    ): "V1PriorityLevelConfiguration",
 }
 
 # intstr.IntOrString fields (declared `object` by the client).
@@ -98,6 +122,7 @@ INT_OR_STRING = {
     ("V1RollingUpdateStatefulSetStrategy", "maxUnavailable"),
     ("V1PodDisruptionBudgetSpec", "minAvailable"),
     ("V1PodDisruptionBudgetSpec", "maxUnavailable"),
+    ("V1NetworkPolicyPort", "port"),
 }
 
 # Free-form JSON (RawExtension, FieldsV1, apiextensions JSON): kept as-is.
@@ -136,6 +161,13 @@ QUANTITY = {
     ("V1NodeAllocatableMappedResources", "quantity"),
     ("V1NodeAllocatableOverheadResources", "perContainer"),
     ("V1NodeAllocatableOverheadResources", "perPod"),
+    ("V1Overhead", "podFixed"),
+    ("V1CSIStorageCapacity", "capacity"),
+    ("V1CSIStorageCapacity", "maximumVolumeSize"),
+    ("V2MetricTarget", "averageValue"),
+    ("V2MetricTarget", "value"),
+    ("V2MetricValueStatus", "averageValue"),
+    ("V2MetricValueStatus", "value"),
 }
 
 # metav1.MicroTime fields (declared `datetime`, like metav1.Time): RFC3339 with exactly six

@@ -388,6 +388,75 @@ def _hpa(obj: Obj) -> None:
     if obj.get("apiVersion") == "autoscaling/v2" and not spec.get("metrics"):
         target = {"type": "Utilization", "averageUtilization": 80}
         spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": target}}]
+    behavior = spec.get("behavior")
+    if obj.get("apiVersion") == "autoscaling/v2" and isinstance(behavior, dict):
+        # GenerateHPAScaleUpRules / GenerateHPAScaleDownRules: unset parts of a given behavior
+        up = _dict(behavior, "scaleUp")
+        _set(up, "stabilizationWindowSeconds", 0)
+        _set(up, "selectPolicy", "Max")
+        _set(
+            up,
+            "policies",
+            [
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+            ],
+        )
+        down = _dict(behavior, "scaleDown")
+        _set(down, "selectPolicy", "Max")
+        _set(down, "policies", [{"type": "Percent", "value": 100, "periodSeconds": 15}])
+
+
+def _ingress_class(obj: Obj) -> None:
+    params = _get(obj, "spec", "parameters")
+    if isinstance(params, dict):
+        _set(params, "scope", "Cluster")
+
+
+def _match_resources(match: Any) -> None:
+    if not isinstance(match, dict):
+        return
+    _set(match, "namespaceSelector", {})
+    _set(match, "objectSelector", {})
+    _set(match, "matchPolicy", "Equivalent")
+    for key in ("resourceRules", "excludeResourceRules"):
+        for rule in _dicts(match.get(key)):
+            _set(rule, "scope", "*")
+
+
+def _validating_admission_policy(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _set(spec, "failurePolicy", "Fail")
+    _match_resources(spec.get("matchConstraints"))
+
+
+def _validating_admission_policy_binding(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _match_resources(spec.get("matchResources"))
+    if isinstance(spec.get("paramRef"), dict):
+        _set(spec["paramRef"], "parameterNotFoundAction", "Deny")
+
+
+def _flow_schema(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    if not spec.get("matchingPrecedence"):
+        spec["matchingPrecedence"] = 1000
+
+
+def _priority_level(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    limited, exempt = spec.get("limited"), spec.get("exempt")
+    if isinstance(limited, dict):
+        _set(limited, "nominalConcurrencyShares", 30)
+        _set(limited, "lendablePercent", 0)
+        queuing = _get(limited, "limitResponse", "queuing")
+        if isinstance(queuing, dict):
+            for key, value in (("queues", 64), ("handSize", 8), ("queueLengthLimit", 50)):
+                if not queuing.get(key):
+                    queuing[key] = value
+    if isinstance(exempt, dict):
+        _set(exempt, "nominalConcurrencyShares", 0)
+        _set(exempt, "lendablePercent", 0)
 
 
 # ---------------------------------------------------------------- core, storage
@@ -522,6 +591,11 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "RoleBinding": _bindings,
     "ClusterRoleBinding": _bindings,
     "HorizontalPodAutoscaler": _hpa,
+    "IngressClass": _ingress_class,
+    "ValidatingAdmissionPolicy": _validating_admission_policy,
+    "ValidatingAdmissionPolicyBinding": _validating_admission_policy_binding,
+    "FlowSchema": _flow_schema,
+    "PriorityLevelConfiguration": _priority_level,
     "MutatingWebhookConfiguration": _webhooks,
     "ValidatingWebhookConfiguration": _webhooks,
 }

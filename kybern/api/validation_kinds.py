@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from kybern.api import errors, objects
+from kybern.api import errors, objects, validation_more
 from kybern.api import validation as v
 from kybern.api.validation import FieldErrors, _c, _d, _enum, _invalid, _is_int, _l, _nonneg
 
@@ -473,7 +473,7 @@ def _spec_errors(kind: str, obj: dict[str, Any]) -> FieldErrors:
         return _config_map(kind, obj)
     if kind == "Namespace":
         return v.validate_finalizer_names(_d(obj.get("spec")).get("finalizers"), "spec.finalizers")
-    return []
+    return validation_more.validate(kind, obj)
 
 
 def validate(kind: str, obj: dict[str, Any]) -> FieldErrors:
@@ -551,4 +551,4 @@ def _immutability(kind: str, new: dict[str, Any], old: dict[str, Any]) -> FieldE
 
 
 def validate_update(kind: str, new: dict[str, Any], old: dict[str, Any]) -> FieldErrors:
-    return _immutability(kind, new, old)
+    return _immutability(kind, new, old) + validation_more.validate_update(kind, new, old)

@@ -42,6 +42,7 @@ _SUBRESOURCES: dict[str, tuple[str, str, str, list[str]]] = {
     "binding": ("", "", "Binding", ["create"]),
     "eviction": ("policy", "v1", "Eviction", ["create"]),
     "finalize": ("", "", "", ["update"]),
+    "approval": ("", "", "", ["get", "patch", "update"]),  # certificatesigningrequests
     "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
     "log": ("", "", "Pod", ["get"]),
     "exec": ("", "", "PodExecOptions", ["create", "get"]),

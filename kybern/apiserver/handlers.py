@@ -9,8 +9,20 @@ from typing import Any
 from aiohttp import web
 
 from kybern.api import errors, objects, patch, registry, schema
+from kybern.apiserver import admission as admissionmod
 from kybern.apiserver import aggregator as aggregatormod
-from kybern.apiserver import codec, crds, discovery, openapi, proxy, reviews, tables, tokens, watch
+from kybern.apiserver import (
+    codec,
+    crds,
+    discovery,
+    openapi,
+    proxy,
+    reviews,
+    strategy,
+    tables,
+    tokens,
+    watch,
+)
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -31,14 +43,17 @@ class ApiHandler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
+        admissionmod.begin(request)
+        requester = strategy.REQUEST_USER.set(request.get("user"))  # a CSR's requester
         try:
             resp = await self._dispatch(request)
             crds.add_warnings(request, resp)  # a deprecated CRD version's warning
-            return resp
+            return admissionmod.with_warnings(request, resp)
         except errors.StatusError as e:
-            return codec.status_response(e)
+            return admissionmod.with_warnings(request, codec.status_response(e))
         finally:
             codec.reset_negotiated(negotiated)
+            strategy.REQUEST_USER.reset(requester)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
@@ -518,13 +533,13 @@ class ApiHandler:
         method = request.method
         if sub in proxy.SUBRESOURCES and res.kind == "Pod" and not res.group:
             return await self.streams.serve(request, namespace, name, sub)
-        if sub == "status":
+        if sub in ("status", "approval"):  # approval: certificatesigningrequests
             if method == "GET":
                 return codec.object_response(await self.store.get(res, namespace, name))
             if method == "PUT":
-                return await self._update(request, res, namespace, name, "status")
+                return await self._update(request, res, namespace, name, sub)
             if method == "PATCH":
-                return await self._patch(request, res, namespace, name, "status")
+                return await self._patch(request, res, namespace, name, sub)
         elif sub == "scale":
             return await self._scale(request, res, namespace, name)
         elif sub == "binding" and method == "POST":
@@ -589,6 +604,11 @@ class ApiHandler:
         if not node:
             raise errors.invalid("Binding", "", name, [errors.required("target.name")])
 
+        adm = self.store.admitting()
+        if adm is not None:
+            kind = {"group": "", "version": "v1", "kind": "Binding"}
+            dry = codec.dry_run(request)
+            binding = await adm.admit_create(res, namespace, name, "binding", binding, kind, dry)
         bmeta = binding.get("metadata") or {}
 
         def mutate(pod: Obj) -> Obj:
@@ -640,6 +660,10 @@ class ApiHandler:
     ) -> web.Response:
         ev = codec.decode_object(await codec.read_body(request), codec.media_type(request))
         opts = storemod.DeleteOptions(dry_run=codec.dry_run(request))
+        adm = self.store.admitting()
+        if adm is not None:
+            kind = {"group": "policy", "version": "v1", "kind": "Eviction"}
+            ev = await adm.admit_create(res, namespace, name, "eviction", ev, kind, opts.dry_run)
         dopts = ev.get("deleteOptions") or {}
         if dopts.get("gracePeriodSeconds") is not None:
             opts.grace_period = int(dopts["gracePeriodSeconds"])

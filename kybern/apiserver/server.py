@@ -22,6 +22,7 @@ import kybern
 from kybern import storage
 from kybern.api import errors, registry
 from kybern.apiserver import (
+    admission,
     aggregator,
     aggregator_loop,
     certs,
@@ -77,6 +78,8 @@ class APIServer:
         self.aggregator = aggregator.Aggregator(self.store)
         self.api.aggregator = self.aggregator
         self.api.discovery.remote = self.aggregator
+        self.admission = admission.Admission(self.store, self._resolve_service)
+        self.store.admission = self.admission
         self.loops: list[controllers.Loop] = [
             controllers.CRDLoop(self.store),
             aggregator_loop.AvailabilityLoop(self.store, self.aggregator),
@@ -143,6 +146,7 @@ class APIServer:
             await self._runner.cleanup()
             self._runner = None
         await self.aggregator.close()
+        await self.admission.close()
         await self.backend.close()
 
     async def _bootstrap(self) -> None:
@@ -155,6 +159,7 @@ class APIServer:
                         "",
                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
                     )
+        await strategy.bootstrap(self.store)  # the system PriorityClasses
         svc = self.registry.lookup("", "v1", "services")
         assert svc is not None
         if self.store.peek(svc, "default", "kubernetes") is None:
@@ -229,6 +234,14 @@ class APIServer:
             if token.count(".") == 2:
                 return self.issuer.verify(token)
         return None
+
+    def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int]:
+        """A ready endpoint of a webhook's service, found as the aggregator finds one."""
+        entry = aggregator.Entry(name, "", "", 0, 0, namespace=namespace, service=name, port=port)
+        try:
+            return self.aggregator.resolve(entry)
+        except aggregator.Unresolved as u:
+            raise ValueError(u.message) from None
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

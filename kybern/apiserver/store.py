@@ -16,8 +16,9 @@ import orjson
 
 from kybern import storage
 from kybern.api import apply, defaults, errors, objects, registry, selectors, validation
+from kybern.apiserver import admission as admissionmod
+from kybern.apiserver import admission_match, crds, strategy
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import crds, strategy
 
 Obj = dict[str, Any]
 MAX_CONFLICT_RETRIES = 8
@@ -90,6 +91,12 @@ class Store:
         self.on_deleted: list[Callable[[registry.Resource, Obj], None]] = []
         self._field_managers: dict[registry.Resource, tuple[str, apply.FieldManager]] = {}
         self.crds = crds.CRDs(cacher)  # custom resources: schemas, CEL, versions
+        self.admission: admissionmod.Admission | None = None  # webhooks (set by the server)
+
+    def admitting(self) -> admissionmod.Admission | None:
+        """The webhook dispatcher when any webhook is configured, else None (cheap)."""
+        adm = self.admission
+        return adm if adm is not None and adm.enabled() else None
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -329,6 +336,13 @@ class Store:
             defaults.apply_defaults(res.kind, obj)
         if field_manager is not None:
             self.track_fields(res, None, obj, field_manager, "")
+        adm = self.admitting()
+        if adm is not None:  # mutating webhooks
+            adm_attrs = admissionmod.attrs(
+                res, "CREATE", namespace, str(meta.get("name", "")), dry_run=dry_run
+            )
+            obj = await adm.mutate(adm_attrs, obj, None) or obj
+            meta = obj["metadata"]
         self.hooks.prepare_create(res, obj)
         errs = validation.validate_object_meta(
             meta, namespaced=res.namespaced, name_rule=res.name_rule
@@ -338,9 +352,12 @@ class Store:
         else:
             errs += self.crds.validate(res, obj, None)
         errs += self.hooks.validate(res, obj, None)
+        errs += admission_match.configuration_errors(res.group, res.kind, obj, None)
         if errs:
             raise errors.invalid(res.kind, res.group, str(meta.get("name", "")), errs)
         self._check_namespace(res, namespace, str(meta.get("name", "")))
+        if adm is not None:  # validating webhooks
+            await adm.validate(adm_attrs, obj, None)
         name = meta["name"]
         key = res.key(namespace, name)
         try:
@@ -457,6 +474,17 @@ class Store:
         if field_manager is not None:
             sub = subresource if managed_as is None else managed_as
             self.track_fields(res, old, new, field_manager, sub)
+        adm = self.admitting()
+        if adm is not None:  # mutating webhooks
+            adm_attrs = admissionmod.attrs(
+                res,
+                "UPDATE",
+                old["metadata"].get("namespace", ""),
+                old["metadata"]["name"],
+                subresource=managed_as or subresource,
+                dry_run=dry_run,
+            )
+            new = await adm.mutate(adm_attrs, new, old, subresource) or new
         self.hooks.prepare_update(res, new, old)
         nmeta = new["metadata"]
         errs = validation.validate_object_meta(
@@ -470,8 +498,11 @@ class Store:
         else:
             errs += self.crds.validate(res, new, old)
         errs += self.hooks.validate(res, new, old)
+        errs += admission_match.configuration_errors(res.group, res.kind, new, old)
         if errs:
             raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
+        if adm is not None:  # validating webhooks
+            await adm.validate(adm_attrs, new, old)
         if (res.has_spec or res.crd) and objects.spec_part(new) != objects.spec_part(old):
             nmeta["generation"] = int(old["metadata"].get("generation") or 0) + 1
         # an object being deleted goes away once its last finalizer is removed
@@ -546,6 +577,9 @@ class Store:
                     f"{opts.precondition_rv}, ResourceVersion in object meta: "
                     f"{cmeta.get('resourceVersion')}",
                 )
+            adm = self.admitting()
+            if adm is not None:  # webhooks see DELETE with the object as oldObject
+                await adm.admit_delete(res, namespace, name, current.obj, opts)
             grace = self.hooks.grace_period(res, current.obj, opts.grace_period)
             own = list(cmeta.get("finalizers") or [])
             policy = opts.propagation or _default_policy(res, own)

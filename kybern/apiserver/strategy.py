@@ -5,13 +5,24 @@ kind-specific hooks such as service address allocation and namespace termination
 from __future__ import annotations
 
 import base64
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Protocol
 
-from kybern.api import crdschema_check, defaults, errors, objects, registry
+from kybern.api import crdschema_check, defaults, errors, objects, registry, validation_more
 from kybern.apiserver import allocators
 from kybern.apiserver import cache as cachemod
 
 Obj = dict[str, Any]
+User = tuple[str, list[str]]
+
+# The authenticated user of the request being served ((name, groups), None outside requests).
+# The HTTP layer sets it per request (`REQUEST_USER.set(request.get("user"))`); what the
+# strategy derives from the requester (a CSR's spec.username and groups) reads it.
+REQUEST_USER: contextvars.ContextVar[User | None] = contextvars.ContextVar(
+    "kybern_request_user", default=None
+)
+_CSR = ("certificates.k8s.io", "CertificateSigningRequest")
 
 # metadata a client can never change through update/patch
 _SERVER_META = (
@@ -26,6 +37,8 @@ _SERVER_META = (
 
 def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str) -> Obj:
     """The object to store for an update of `old` with `obj` through `subresource`."""
+    if (res.group, res.kind) == _CSR:
+        return _prepare_csr_update(res, obj, old, subresource)
     if subresource == "status":
         new = objects.copy_json(old)
         if "status" in obj:
@@ -57,12 +70,67 @@ def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str)
     return new
 
 
+def _prepare_csr_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str) -> Obj:
+    """A CSR's spec never changes after create (edits are dropped, as Kubernetes does). The
+    main resource changes metadata only, `/status` the status except its conditions (the
+    certificate), `/approval` the conditions only (Approved/Denied)."""
+    if subresource in ("status", "approval"):
+        new = objects.copy_json(old)
+        mf = obj.get("metadata", {}).get("managedFields")
+        if mf is not None:
+            new["metadata"]["managedFields"] = mf
+        sent: Obj = obj["status"] if isinstance(obj.get("status"), dict) else {}
+        status = dict(old.get("status") or {})
+        if subresource == "status":
+            status = {k: v for k, v in sent.items() if k != "conditions"}
+            if (old.get("status") or {}).get("conditions") is not None:
+                status["conditions"] = old["status"]["conditions"]
+        elif sent.get("conditions") is not None:
+            status["conditions"] = sent["conditions"]
+        else:
+            status.pop("conditions", None)
+        if status:
+            new["status"] = status
+        else:
+            new.pop("status", None)
+        return new
+    new = prepare_update(_PLAIN_STATUS, obj, old, subresource)
+    if "spec" in old:
+        new["spec"] = old["spec"]
+    else:
+        new.pop("spec", None)
+    return new
+
+
+# the CSR's own strategy falls back on the generic spec/status split for the main resource
+_PLAIN_STATUS = registry.Resource(
+    group="", version="v1", kind="", plural="", namespaced=False, subresources=frozenset({"status"})
+)
+
+
+def _csr_requester(obj: Obj) -> None:
+    """`spec.username`, `uid`, `groups` and `extra` are the requester's, whatever was sent."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = obj["spec"] = {}
+    for key in ("username", "uid", "groups", "extra"):
+        spec.pop(key, None)
+    user = REQUEST_USER.get()
+    if user is not None:
+        if user[0]:
+            spec["username"] = user[0]
+        if user[1]:
+            spec["groups"] = list(user[1])
+
+
 class Hooks:
     """Kind-specific behaviour; the base class is what every kind gets."""
 
     def prepare_create(self, res: registry.Resource, obj: Obj) -> None:
         if res.has_status and res.kind not in ("Pod", "Namespace", "Node"):
             obj.pop("status", None)
+        if (res.group, res.kind) == _CSR:
+            _csr_requester(obj)
 
     def prepare_update(self, res: registry.Resource, new: Obj, old: Obj) -> None:
         if not res.group and res.kind == "Secret":
@@ -253,3 +321,44 @@ def _merge_string_data(secret: Obj) -> None:
         for k, v in sd.items():
             data[k] = base64.b64encode(str(v).encode()).decode()
         secret["data"] = data
+
+
+class _Creator(Protocol):
+    def peek(self, res: registry.Resource, namespace: str, name: str) -> Any: ...
+
+    async def create(self, res: registry.Resource, namespace: str, obj: Obj) -> Obj: ...
+
+
+_PRIORITY_CLASSES = next(r for r in registry.BUILTIN if r.kind == "PriorityClass")
+_SYSTEM_PRIORITY_DESCRIPTIONS = {
+    "system-node-critical": "Used for system critical pods that must not be moved from their "
+    "current node.",
+    "system-cluster-critical": "Used for system critical pods that must run in the cluster, "
+    "but can be moved to another node if necessary.",
+}
+
+
+def system_priority_classes() -> list[Obj]:
+    """The two PriorityClasses kube-apiserver creates at start (`scheduling/rest`)."""
+    return [
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "globalDefault": False,
+            "description": _SYSTEM_PRIORITY_DESCRIPTIONS[name],
+        }
+        for name, value in sorted(
+            validation_more.SYSTEM_PRIORITY_CLASSES.items(), key=lambda kv: kv[1]
+        )
+    ]
+
+
+async def bootstrap(store: _Creator) -> None:
+    """The objects the strategies expect to exist once the server runs: the system
+    PriorityClasses (kept when they exist; created again when deleted, at the next start)."""
+    for pc in system_priority_classes():
+        if store.peek(_PRIORITY_CLASSES, "", pc["metadata"]["name"]) is None:
+            with contextlib.suppress(errors.StatusError):
+                await store.create(_PRIORITY_CLASSES, "", pc)

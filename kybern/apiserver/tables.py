@@ -23,7 +23,14 @@ from aiohttp import web
 
 from kybern.api import errors, registry
 from kybern.apiserver import cache as cachemod
-from kybern.apiserver import codec, printers, printers_cluster, printers_core, printers_more  # noqa: F401
+from kybern.apiserver import (  # noqa: F401
+    codec,
+    printers,
+    printers_cluster,
+    printers_core,
+    printers_more,
+    printers_net,
+)
 from kybern.apiserver import store as storemod
 
 log = logging.getLogger("kybern.apiserver")

@@ -772,6 +772,240 @@ SAMPLES: dict[str, dict[str, Any]] = {
             }
         ],
     ),
+    # networking, scheduling, node, autoscaling, certificates, capacity, policies, flowcontrol
+    "networking.k8s.io/v1/Ingress": _obj(
+        "networking.k8s.io/v1",
+        "Ingress",
+        META,
+        spec={
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": ["a.example.com"], "secretName": "tls"}],
+            "rules": [
+                {
+                    "host": "a.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+        status={
+            "loadBalancer": {
+                "ingress": [{"ip": "10.0.0.9", "ports": [{"port": 80, "protocol": "TCP"}]}]
+            }
+        },
+    ),
+    "networking.k8s.io/v1/IngressClass": _obj(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        CLUSTER_META,
+        spec={
+            "controller": "k8s.io/ingress-nginx",
+            "parameters": {
+                "apiGroup": "k8s.example.com",
+                "kind": "P",
+                "name": "p",
+                "scope": "Cluster",
+            },
+        },
+    ),
+    "networking.k8s.io/v1/NetworkPolicy": _obj(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        META,
+        spec={
+            "podSelector": SELECTOR,
+            "ingress": [
+                {
+                    "from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                    "ports": [
+                        {"protocol": "TCP", "port": 80, "endPort": 90},
+                        {"protocol": "UDP", "port": "dns"},
+                    ],
+                }
+            ],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"a": "b"}}}]}],
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    ),
+    "scheduling.k8s.io/v1/PriorityClass": _obj(
+        "scheduling.k8s.io/v1",
+        "PriorityClass",
+        CLUSTER_META,
+        value=1000,
+        globalDefault=True,
+        description="high",
+        preemptionPolicy="PreemptLowerPriority",
+    ),
+    "node.k8s.io/v1/RuntimeClass": _obj(
+        "node.k8s.io/v1",
+        "RuntimeClass",
+        CLUSTER_META,
+        handler="runsc",
+        overhead={"podFixed": {"cpu": "250m", "memory": "64Mi"}},
+        scheduling={
+            "nodeSelector": {"sandbox": "gvisor"},
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+        },
+    ),
+    "autoscaling/v2/HorizontalPodAutoscaler": _obj(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        META,
+        spec={
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleDown": {
+                    "selectPolicy": "Max",
+                    "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+                }
+            },
+        },
+        status={
+            "currentReplicas": 2,
+            "desiredReplicas": 2,
+            "currentMetrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "current": {"averageUtilization": 40, "averageValue": "40m"},
+                    },
+                }
+            ],
+            "conditions": [
+                {"type": "AbleToScale", "status": "True", "lastTransitionTime": TS, "reason": "R"}
+            ],
+        },
+    ),
+    "certificates.k8s.io/v1/CertificateSigningRequest": _obj(
+        "certificates.k8s.io/v1",
+        "CertificateSigningRequest",
+        CLUSTER_META,
+        spec={
+            "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "expirationSeconds": 3600,
+            "usages": ["client auth"],
+            "username": "alice",
+            "groups": ["dev", "system:authenticated"],
+            "extra": {"scopes": ["a", "b"]},
+        },
+        status={
+            "conditions": [
+                {
+                    "type": "Approved",
+                    "status": "True",
+                    "reason": "KubectlApprove",
+                    "message": "ok",
+                    "lastUpdateTime": TS,
+                    "lastTransitionTime": TS,
+                }
+            ]
+        },
+    ),
+    "storage.k8s.io/v1/CSIStorageCapacity": _obj(
+        "storage.k8s.io/v1",
+        "CSIStorageCapacity",
+        META,
+        storageClassName="fast",
+        nodeTopology={"matchLabels": {"topology.example.com/zone": "a"}},
+        capacity="100Gi",
+        maximumVolumeSize="10Gi",
+    ),
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": _obj(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+        CLUSTER_META,
+        spec={
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+            "matchConstraints": {
+                "namespaceSelector": {},
+                "objectSelector": {},
+                "matchPolicy": "Equivalent",
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["deployments"],
+                        "scope": "*",
+                    }
+                ],
+            },
+            "validations": [{"expression": "object.spec.replicas <= 5", "message": "too many"}],
+            "variables": [{"name": "r", "expression": "object.spec.replicas"}],
+        },
+        status={
+            "observedGeneration": 1,
+            "typeChecking": {
+                "expressionWarnings": [
+                    {"fieldRef": "spec.validations[0].expression", "warning": "w"}
+                ]
+            },
+        },
+    ),
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": _obj(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        CLUSTER_META,
+        spec={
+            "policyName": "p",
+            "paramRef": {"name": "cfg", "namespace": "default", "parameterNotFoundAction": "Deny"},
+            "validationActions": ["Deny", "Audit"],
+        },
+    ),
+    "flowcontrol.apiserver.k8s.io/v1/FlowSchema": _obj(
+        "flowcontrol.apiserver.k8s.io/v1",
+        "FlowSchema",
+        CLUSTER_META,
+        spec={
+            "priorityLevelConfiguration": {"name": "pl"},
+            "matchingPrecedence": 1000,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [
+                {
+                    "subjects": [{"kind": "Group", "group": {"name": "system:authenticated"}}],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                }
+            ],
+        },
+        status={"conditions": [{"type": "Dangling", "status": "False", "lastTransitionTime": TS}]},
+    ),
+    "flowcontrol.apiserver.k8s.io/v1/PriorityLevelConfiguration": _obj(
+        "flowcontrol.apiserver.k8s.io/v1",
+        "PriorityLevelConfiguration",
+        CLUSTER_META,
+        spec={
+            "type": "Limited",
+            "limited": {
+                "nominalConcurrencyShares": 30,
+                "lendablePercent": 0,
+                "limitResponse": {
+                    "type": "Queue",
+                    "queuing": {"queues": 64, "handSize": 8, "queueLengthLimit": 50},
+                },
+            },
+        },
+    ),
 }
 JSON_ONLY = {
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
