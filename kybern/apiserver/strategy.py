@@ -70,10 +70,13 @@ def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str)
     return new
 
 
+_APPROVAL = ("Approved", "Denied")  # conditions only `/approval` changes
+
+
 def _prepare_csr_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str) -> Obj:
     """A CSR's spec never changes after create (edits are dropped, as Kubernetes does). The
-    main resource changes metadata only, `/status` the status except its conditions (the
-    certificate), `/approval` the conditions only (Approved/Denied)."""
+    main resource changes metadata only, `/status` the status except the Approved/Denied
+    conditions (the certificate, Failed), `/approval` the conditions only."""
     if subresource in ("status", "approval"):
         new = objects.copy_json(old)
         mf = obj.get("metadata", {}).get("managedFields")
@@ -81,10 +84,16 @@ def _prepare_csr_update(res: registry.Resource, obj: Obj, old: Obj, subresource:
             new["metadata"]["managedFields"] = mf
         sent: Obj = obj["status"] if isinstance(obj.get("status"), dict) else {}
         status = dict(old.get("status") or {})
-        if subresource == "status":
+        if subresource == "status":  # a signer's: the certificate, Failed and other conditions
             status = {k: v for k, v in sent.items() if k != "conditions"}
-            if (old.get("status") or {}).get("conditions") is not None:
-                status["conditions"] = old["status"]["conditions"]
+            approval = [
+                c
+                for c in (old.get("status") or {}).get("conditions") or []
+                if c.get("type") in _APPROVAL
+            ]
+            others = [c for c in sent.get("conditions") or [] if c.get("type") not in _APPROVAL]
+            if approval or others:
+                status["conditions"] = approval + others
         elif sent.get("conditions") is not None:
             status["conditions"] = sent["conditions"]
         else:

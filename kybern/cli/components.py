@@ -18,6 +18,7 @@ from kybern.apiserver import server
 from kybern.cli import agent as agent_cli
 from kybern.cli import csi, metricsserver
 from kybern.client import rest
+from kybern.controllers import common as ctl_common
 from kybern.controllers import manager
 from kybern.scheduler import profile, scheduler
 from kybern.simnodes import simnodes
@@ -92,6 +93,9 @@ async def start(api: server.APIServer, args: argparse.Namespace) -> Components:
             disabled=disabled,
             cluster_cidr=args.cluster_cidr,
             node_cidr_mask_size=args.node_cidr_mask_size,
+            options=ctl_common.Options(
+                signing_ca=(api.pki.ca_cert.read_bytes(), api.pki.ca_key.read_bytes())
+            ),
         )
         await cm.start()
         comps.stops.append(cm.stop)

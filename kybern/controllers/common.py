@@ -48,6 +48,7 @@ JOBS = _res("batch", "v1", "jobs")
 CRONJOBS = _res("batch", "v1", "cronjobs")
 LEASES = _res("coordination.k8s.io", "v1", "leases")
 SLICES = _res("discovery.k8s.io", "v1", "endpointslices")
+CSRS = _res("certificates.k8s.io", "v1", "certificatesigningrequests")
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Options:
     namespace_requeue: float = 1.0
     gc_resync_period: float = 30.0
     workers: int = 2
+    signing_ca: tuple[bytes, bytes] | None = None  # (cert, key) PEM for csrsigning; None: off
 
 
 @dataclass

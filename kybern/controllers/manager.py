@@ -22,6 +22,7 @@ from kybern.controllers import (
     attachdetach,
     common,
     cronjob,
+    csrsigning,
     daemonset,
     deployment,
     discovery,
@@ -60,6 +61,7 @@ NAMES: tuple[str, ...] = (
     "persistentvolume-binder",
     "attachdetach",
     "pvc-protection",
+    "csrsigning",
 )
 
 
@@ -90,6 +92,7 @@ def _build(
         "persistentvolume-binder": persistentvolume.PersistentVolumeController,
         "attachdetach": attachdetach.AttachDetachController,
         "pvc-protection": pvcprotection.PVCProtectionController,
+        "csrsigning": csrsigning.CSRSigningController,
     }
     return simple[name](ctx)
 

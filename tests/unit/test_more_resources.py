@@ -389,10 +389,16 @@ def test_csr_update_paths() -> None:
     assert main["metadata"]["labels"] == {"a": "b"}
     status = strategy.prepare_update(CSR_RES, _copy(sent), old, "status")
     assert status["spec"] == old["spec"]
-    assert status["status"] == {
-        "certificate": "Y2VydA==",
-        "conditions": old["status"]["conditions"],
-    }
+    # /status sets the certificate and the conditions other than Approved/Denied (a signer's
+    # Failed); an Approved sent there is dropped, one already there is kept
+    assert status["status"] == {"certificate": "Y2VydA=="}
+    approved = {"type": "Approved", "status": "True"}
+    failed = {"type": "Failed", "status": "True", "reason": "SignerValidationFailure"}
+    signer = _copy(sent)
+    signer["status"] = {"conditions": [failed]}
+    old_approved = {**old, "status": {"conditions": [approved]}}
+    out = strategy.prepare_update(CSR_RES, signer, old_approved, "status")
+    assert out["status"]["conditions"] == [approved, failed]
     approval = strategy.prepare_update(CSR_RES, _copy(sent), old, "approval")
     assert approval["spec"] == old["spec"]
     assert approval["status"] == {"conditions": [{"type": "Approved", "status": "True"}]}
