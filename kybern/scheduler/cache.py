@@ -4,7 +4,9 @@ assumed to a node, fed by the informers' handlers and by the scheduling cycle. A
 assumption is confirmed when the informer shows the pod bound, dropped (`forget_pod`) when the
 binding fails, and expires `ttl` seconds after a binding that the informer never confirmed. A
 scheduling cycle is synchronous, so the cache is its own snapshot: the node list (interleaved
-across zones like kube's node tree) is rebuilt only when nodes come or go."""
+across zones like kube's node tree) is rebuilt only when nodes come or go. Every change to a
+node's accounting or object is logged (`changes_since`), so values the framework caches per
+node for a pod signature are recomputed for the changed nodes only."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from kybern.scheduler.nodeinfo import REGION_LABEL, ZONE_LABEL, NodeInfo, Obj, PodInfo
 
 log = logging.getLogger("kybern.scheduler")
+CHANGE_LOG_LIMIT = 4096  # beyond this the log restarts; readers behind it recompute everything
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Cache:
         self._list: list[NodeInfo] | None = None
         self._with_affinity: list[NodeInfo] | None = None
         self._with_anti_affinity: list[NodeInfo] | None = None
+        self._changes: list[NodeInfo] = []  # NodeInfo objects append themselves when changed
+        self._changes_base = 0  # the log position of `_changes[0]`
 
     # ---- snapshot ---------------------------------------------------------------------------
 
@@ -58,6 +63,21 @@ class Cache:
             ]
         return self._with_anti_affinity
 
+    def changes_since(self, position: int) -> list[NodeInfo] | None:
+        """The nodes changed (possibly repeated) since `position` (from `change_position`);
+        None when the log no longer reaches back that far."""
+        i = position - self._changes_base
+        return self._changes[i:] if i >= 0 else None
+
+    def change_position(self) -> int:
+        """The current end of the change log."""
+        return self._changes_base + len(self._changes)
+
+    def _trim_changes(self) -> None:
+        if len(self._changes) > CHANGE_LOG_LIMIT:
+            self._changes_base += len(self._changes)
+            self._changes.clear()
+
     def _pods_changed(self, pi: PodInfo) -> None:
         if pi.has_pod_affinity:
             self._with_affinity = self._with_anti_affinity = None
@@ -69,8 +89,10 @@ class Cache:
         ni = self.nodes.get(name)
         if ni is None:
             ni = self.nodes[name] = NodeInfo(name, node)
+            ni._changes = self._changes
             self._list = self._with_affinity = self._with_anti_affinity = None
         else:
+            self._trim_changes()
             zone_before = _zone(ni)
             had_node = ni.node is not None
             ni.set_node(node)
@@ -94,6 +116,7 @@ class Cache:
         ni = self.nodes.get(name)
         if ni is None:
             ni = self.nodes[name] = NodeInfo(name)
+            ni._changes = self._changes
         return ni
 
     def _remove_from_node(self, pi: PodInfo) -> None:
@@ -106,6 +129,7 @@ class Cache:
             del self.nodes[pi.node_name]
 
     def _add_to_node(self, pi: PodInfo) -> None:
+        self._trim_changes()
         self._node_for(pi.node_name).add_pod(pi)
         self._pods_changed(pi)
 

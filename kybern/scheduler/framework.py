@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import orjson
 
 from kybern.scheduler.nodeinfo import NodeInfo, PodInfo
 
@@ -295,6 +297,23 @@ class BatchFilterPlugin(Plugin, Protocol):
     def filter_nodes(
         self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]
     ) -> dict[int, Status]: ...
+
+
+@runtime_checkable
+class SignPlugin(Plugin, Protocol):
+    """An optional capability of a filter or score plugin (kube's `SignPod`, from opportunistic
+    batching): a hashable signature of what the plugin reads of `pod`, such that its `filter`
+    result and its raw `score` (before normalization) on a node depend only on the signature
+    and that node's `NodeInfo` (what its pre-filter/pre-score write is derived from the pod
+    alone). The framework then keeps each node's result per signature and recomputes it only
+    for nodes that changed. None: no signature for this pod (evaluated every cycle)."""
+
+    def sign_pod(self, pod: PodInfo) -> Hashable | None: ...
+
+
+def freeze(value: Any) -> bytes:
+    """A hashable, order-independent form of a JSON value (for pod signatures)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 @runtime_checkable

@@ -349,6 +349,7 @@ class NodeInfo:
     """A node with the pods the scheduler knows are on it (bound or assumed)."""
 
     __slots__ = (
+        "_changes",
         "allocatable",
         "filter_taints",
         "labels",
@@ -380,10 +381,15 @@ class NodeInfo:
         self.pods: dict[str, PodInfo] = {}
         self.pods_with_affinity: dict[str, PodInfo] = {}
         self.pods_with_required_anti_affinity: dict[str, PodInfo] = {}
+        # the owning cache's change log: every mutation appends this node, so per-node values
+        # cached for a pod signature are recomputed for the changed nodes only
+        self._changes: list[NodeInfo] | None = None
         if node is not None:
             self.set_node(node)
 
     def set_node(self, node: Obj) -> None:
+        if self._changes is not None:
+            self._changes.append(self)
         spec = node.get("spec") or {}
         self.node = node
         self.labels = (node.get("metadata") or {}).get("labels") or {}
@@ -394,6 +400,8 @@ class NodeInfo:
         self.allocatable = Resource.from_list((node.get("status") or {}).get("allocatable"))
 
     def add_pod(self, pi: PodInfo) -> None:
+        if self._changes is not None:
+            self._changes.append(self)
         old = self.pods.get(pi.key)
         if old is not None:
             self.remove_pod(old)
@@ -411,6 +419,8 @@ class NodeInfo:
         old = self.pods.pop(pi.key, None)
         if old is None:
             return False
+        if self._changes is not None:
+            self._changes.append(self)
         self.requested.sub(old.requests)
         self.requested.allowed_pod_number -= 1
         self.non_zero_cpu -= old.non_zero_cpu

@@ -3,15 +3,24 @@ profile's plugins from the registry, runs each extension point in profile order 
 semantics (Skip at pre-filter/pre-score skips that plugin's filter/score, the first non-success
 filter status ends a node's evaluation, scores are normalized then weighted), samples the nodes
 to evaluate (`percentageOfNodesToScore`, rotating start index), and picks the best node with a
-random tie-break. Everything here is synchronous except the binding-cycle extension points."""
+random tie-break. Everything here is synchronous except the binding-cycle extension points.
+
+Plugins that sign pods (`SignPlugin`) are not re-run on every sampled node: their per-node
+results (the filter status, the weighted sum of raw scores) are kept per pod signature, aligned
+with the snapshot's node list, and recomputed only for the nodes the snapshot logged as changed
+(the one a pod was just assumed on, those the informers touched). A cycle then slices the
+sample out of those lists and picks the best node in C-level list operations."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import random
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Protocol, TypeVar, cast
 
 from kybern.scheduler import framework as fw
 from kybern.scheduler import profile as profmod
@@ -23,6 +32,63 @@ MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_CHUNK = 16  # nodes filtered per batch call once most of the sample is found
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
+SIGNED_VALUES_KEPT = 32  # per-node value lists kept (least recently used dropped)
+T = TypeVar("T")
+
+
+class ChangeLog(Protocol):
+    """What a snapshot offers to keep per-node values current (the scheduler's `Cache`)."""
+
+    def node_infos(self) -> list[NodeInfo]: ...
+
+    def changes_since(self, position: int) -> list[NodeInfo] | None: ...
+
+    def change_position(self) -> int: ...
+
+
+class _NodeValues:
+    """One value per node of `nodes` (a snapshot's node list) for one signature, current as
+    of change-log `position`."""
+
+    __slots__ = ("index", "nodes", "position", "values")
+
+    def __init__(self, nodes: list[NodeInfo], values: list[Any], position: int) -> None:
+        self.nodes = nodes
+        self.values = values
+        self.position = position
+        self.index: dict[str, int] | None = None
+
+
+class _Window:
+    """The nodes a cycle evaluated: `count` positions of the node list from `start` (wrapping),
+    and which of them were feasible (`mask`, None when all were)."""
+
+    __slots__ = ("count", "feasible", "mask", "nodes", "start")
+
+    def __init__(
+        self,
+        nodes: list[NodeInfo],
+        start: int,
+        count: int,
+        mask: list[bool] | None,
+        feasible: list[NodeInfo],
+    ) -> None:
+        self.nodes = nodes
+        self.start = start
+        self.count = count
+        self.mask = mask
+        self.feasible = feasible
+
+    def take(self, values: list[T]) -> list[T]:
+        """The values of the feasible nodes, in evaluation order (a new list)."""
+        return _take(values, self.start, self.count, self.mask)
+
+
+def _take(values: list[T], start: int, count: int, mask: Sequence[bool] | None) -> list[T]:
+    end = start + count
+    n = len(values)
+    out = values[start:end] if end <= n else values[start:] + values[: end - n]
+    return out if mask is None else list(itertools.compress(out, mask))
 
 
 @dataclass
@@ -134,6 +200,12 @@ class Framework:
         ]
         self._next_start = 0
         self._rng = random.Random()
+        self._signers: dict[str, Callable[[PodInfo], Hashable | None]] = {
+            name: pl.sign_pod for name, pl in self.plugins.items() if isinstance(pl, fw.SignPlugin)
+        }
+        self._signed: OrderedDict[Hashable, _NodeValues] = OrderedDict()
+        self._index: tuple[list[NodeInfo], dict[str, int]] | None = None
+        self._window: _Window | None = None  # what the last find_nodes_that_fit evaluated
 
     def _at(self, point: str) -> list[fw.Plugin]:
         return [self.plugins[n] for n in self.points[point]]
@@ -186,14 +258,152 @@ class Framework:
                 return st.with_plugin(pl.name) if st.plugin != pl.name else st
         return None
 
+    # ---- per-node values kept per pod signature ---------------------------------------------
+
+    def _node_values(
+        self, snap: ChangeLog, key: Hashable, compute: Callable[[list[NodeInfo]], list[Any]]
+    ) -> list[Any]:
+        """`compute(nodes)` for every node of the snapshot, kept under `key` (a signature)
+        and recomputed only for the nodes changed since the last call."""
+        nodes = snap.node_infos()
+        entry = self._signed.get(key)
+        if entry is not None and entry.nodes is nodes:
+            changed = snap.changes_since(entry.position)
+            if changed is not None:
+                entry.position = snap.change_position()
+                if changed:
+                    index = self._node_index(nodes)
+                    dirty = []
+                    for n in dict.fromkeys(changed):
+                        i = index.get(n.name)
+                        if i is not None and nodes[i] is n:
+                            dirty.append(n)
+                    if dirty:
+                        values, new = entry.values, compute(dirty)
+                        for n, v in zip(dirty, new, strict=True):
+                            values[index[n.name]] = v
+                self._signed.move_to_end(key)
+                return entry.values
+        position = snap.change_position()
+        entry = self._signed[key] = _NodeValues(nodes, compute(nodes), position)
+        self._signed.move_to_end(key)
+        if len(self._signed) > SIGNED_VALUES_KEPT:
+            self._signed.popitem(last=False)
+        return entry.values
+
+    def _node_index(self, nodes: list[NodeInfo]) -> dict[str, int]:
+        if self._index is None or self._index[0] is not nodes:
+            self._index = (nodes, {n.name: i for i, n in enumerate(nodes)})
+        return self._index[1]
+
+    def _signature(self, state: fw.CycleState, pod: PodInfo) -> Hashable | None:
+        """The pod's signature over the filters that run for it, or None if one cannot sign."""
+        skip = state.skip_filter_plugins
+        sig: list[tuple[str, Hashable]] = []
+        for name, _ in self._filters:
+            if skip and name in skip:
+                continue
+            signer = self._signers.get(name)
+            s = signer(pod) if signer is not None else None
+            if s is None:
+                return None
+            sig.append((name, s))
+        return ("filter", tuple(sig))
+
+    @staticmethod
+    def _filter_each(
+        state: fw.CycleState,
+        pod: PodInfo,
+        nodes: list[NodeInfo],
+        filters: list[tuple[str, BatchFilter]],
+    ) -> list[fw.Status | None]:
+        """The first failing filter's status per node (None: feasible)."""
+        out: list[fw.Status | None] = [None] * len(nodes)
+        alive, where = nodes, list(range(len(nodes)))
+        for name, fn in filters:
+            if not alive:
+                break
+            failed = fn(state, pod, alive)
+            if not failed:
+                continue
+            for i, fst in failed.items():
+                if fst.code == fw.Code.ERROR:
+                    raise RuntimeError(f"running Filter plugin {name!r}: {fst.message}")
+                out[where[i]] = fst if fst.plugin == name else fst.with_plugin(name)
+            keep = [i for i in range(len(alive)) if i not in failed]
+            alive, where = [alive[i] for i in keep], [where[i] for i in keep]
+        return out
+
+    def _find_signed(
+        self,
+        state: fw.CycleState,
+        pod: PodInfo,
+        snap: ChangeLog,
+        key: Hashable,
+        diagnosis: fw.Diagnosis,
+        to_find: int,
+        start: int,
+    ) -> list[NodeInfo]:
+        """`find_nodes_that_fit` over the kept filter statuses of the pod's signature: the
+        same nodes, statuses and next start index, without running the filters again."""
+        skip = state.skip_filter_plugins
+        filters = [f for f in self._filters if f[0] not in skip] if skip else self._filters
+        statuses: list[fw.Status | None] = self._node_values(
+            snap, key, lambda ns: self._filter_each(state, pod, ns, filters)
+        )
+        nodes = snap.node_infos()
+        n = len(nodes)
+        found = pos = processed = 0
+        while pos < n and found < to_find:
+            need = to_find - found
+            size = min(max(need, MIN_CHUNK), n - pos)
+            chunk = _take(statuses, (start + pos) % n, size, None)
+            fit = chunk.count(None)
+            if fit >= need:
+                at = need
+                if fit != size:
+                    j = -1
+                    for _ in range(need):
+                        j = chunk.index(None, j + 1)
+                    at = j + 1
+                processed, found = pos + at, to_find
+                break
+            found += fit
+            pos += size
+            processed = pos
+        mask: list[bool] | None = None
+        if found != processed:
+            window = _take(statuses, start, processed, None)
+            mask = list(map(operator.is_, window, itertools.repeat(None)))
+            failed = itertools.compress(
+                zip(_take(nodes, start, processed, None), window, strict=True),
+                map(operator.not_, mask),
+            )
+            for node, fst in failed:
+                if fst is not None:
+                    diagnosis.node_to_status[node.name] = fst
+                    diagnosis.unschedulable_plugins.add(fst.plugin)
+        feasible = _take(nodes, start, processed, mask)
+        self._next_start = (start + processed) % n
+        self._window = _Window(nodes, start, processed, mask, feasible)
+        return feasible
+
     def find_nodes_that_fit(
-        self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo], diagnosis: fw.Diagnosis
+        self,
+        state: fw.CycleState,
+        pod: PodInfo,
+        nodes: list[NodeInfo],
+        diagnosis: fw.Diagnosis,
+        snapshot: fw.Snapshot | None = None,
     ) -> list[NodeInfo]:
         """Pre-filter, then filter nodes from the rotating start index until enough fit.
 
         Nodes go through the filters a chunk at a time (plugins with the batch capability
         filter a whole chunk in one call); per node the outcome is the same as running the
-        filter plugins in order and stopping at the first failure."""
+        filter plugins in order and stopping at the first failure. With a `snapshot` that logs
+        node changes (the cache) and a pod every running filter signs, the statuses come
+        from the values kept for that signature."""
+        self._window = None
         result, st = self.run_pre_filter(state, pod, nodes)
         if st is not None:
             if st.code == fw.Code.ERROR:
@@ -212,6 +422,17 @@ class Framework:
                 self.profile.percentage_of_nodes_to_score, len(nodes)
             )
             start = self._next_start % len(nodes) if nodes else 0
+            if (
+                nodes
+                and snapshot is not None
+                and hasattr(snapshot, "changes_since")
+                and nodes is snapshot.node_infos()
+            ):
+                key = self._signature(state, pod)
+                if key is not None:
+                    return self._find_signed(
+                        state, pod, cast(ChangeLog, snapshot), key, diagnosis, to_find, start
+                    )
         n_all = len(candidates)
         skip = state.skip_filter_plugins
         filters = [f for f in self._filters if f[0] not in skip] if skip else self._filters
@@ -267,8 +488,50 @@ class Framework:
             reasons.extend(st.reasons)
         return None, fw.Status(fw.Code.UNSCHEDULABLE, *reasons)
 
-    def run_score(self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+    def run_score(
+        self,
+        state: fw.CycleState,
+        pod: PodInfo,
+        nodes: list[NodeInfo],
+        snapshot: fw.Snapshot | None = None,
+    ) -> list[int]:
         """Pre-score, score, normalize and weigh; the total per node, aligned with `nodes`."""
+        totals, offset = self._score(state, pod, nodes, snapshot)
+        return [t + offset for t in totals] if offset else totals
+
+    @staticmethod
+    def _check(name: str, scores: list[int]) -> tuple[int, int]:
+        """(min, max) of `scores`, which must be in 0..MAX_NODE_SCORE ((0, 0) when empty)."""
+        if not scores:
+            return 0, 0
+        lo, hi = min(scores), max(scores)
+        if lo < fw.MIN_NODE_SCORE or hi > fw.MAX_NODE_SCORE:
+            bad = next(v for v in scores if not fw.MIN_NODE_SCORE <= v <= fw.MAX_NODE_SCORE)
+            raise RuntimeError(
+                f"plugin {name!r} returns an invalid score {bad}, it should in the range "
+                f"of [{fw.MIN_NODE_SCORE}, {fw.MAX_NODE_SCORE}] after normalizing"
+            )
+        return lo, hi
+
+    @staticmethod
+    def _add(totals: list[int] | None, scores: list[int], weight: int) -> list[int]:
+        if totals is None:
+            return [v * weight for v in scores] if weight != 1 else scores
+        if weight == 1:
+            return [t + v for t, v in zip(totals, scores, strict=True)]
+        return [t + v * weight for t, v in zip(totals, scores, strict=True)]
+
+    def _score(
+        self,
+        state: fw.CycleState,
+        pod: PodInfo,
+        nodes: list[NodeInfo],
+        snapshot: fw.Snapshot | None,
+    ) -> tuple[list[int], int]:
+        """(totals, offset): the weighted totals are `totals[i] + offset`. A plugin whose
+        scores are all equal only adds to the offset (it cannot change the choice). Signed
+        plugins' scores come from the values kept per signature when `nodes` is what the last
+        `find_nodes_that_fit` returned over `snapshot`."""
         for pre in self.pre_score:
             st = pre.pre_score(state, pod, nodes)
             if st is None or st.code == fw.Code.SUCCESS:
@@ -277,35 +540,67 @@ class Framework:
                 state.skip_score_plugins.add(pre.name)
                 continue
             raise RuntimeError(f"running PreScore plugin {pre.name!r}: {st.message}")
+        window = self._window
+        if snapshot is None or window is None or window.feasible is not nodes:
+            window = None
+        snap = cast(ChangeLog, snapshot)
         totals: list[int] | None = None
+        offset = 0
         skip = state.skip_score_plugins
+        kept: list[tuple[str, Hashable, int, BatchScore]] = []
         for name, score_nodes, normalize, weight in self._scorers:
             if name in skip:
                 continue
-            scores = score_nodes(state, pod, nodes)
+            sig: Hashable | None = None
+            if window is not None:
+                signer = self._signers.get(name)
+                sig = signer(pod) if signer is not None else None
+            if sig is not None and normalize is None:
+                kept.append((name, sig, weight, score_nodes))
+                continue
+            if window is not None and sig is not None:
+
+                def raw_scores(ns: list[NodeInfo], f: BatchScore = score_nodes) -> list[int]:
+                    return f(state, pod, ns)  # unnormalized: normalized over the sample below
+
+                raw: list[int] = self._node_values(snap, ("score", name, sig), raw_scores)
+                scores = window.take(raw)
+            else:
+                scores = score_nodes(state, pod, nodes)
             if normalize is not None:
                 st = normalize(state, pod, nodes, scores)
                 if st is not None and st.code != fw.Code.SUCCESS:
                     raise RuntimeError(f"normalizing scores of {name!r}: {st.message}")
-            if scores and (min(scores) < fw.MIN_NODE_SCORE or max(scores) > fw.MAX_NODE_SCORE):
-                bad = next(v for v in scores if not fw.MIN_NODE_SCORE <= v <= fw.MAX_NODE_SCORE)
-                raise RuntimeError(
-                    f"plugin {name!r} returns an invalid score {bad}, it should in the range "
-                    f"of [{fw.MIN_NODE_SCORE}, {fw.MAX_NODE_SCORE}] after normalizing"
-                )
-            if totals is None:
-                totals = [v * weight for v in scores] if weight != 1 else scores
-            elif weight == 1:
-                totals = [t + v for t, v in zip(totals, scores, strict=True)]
-            else:
-                totals = [t + v * weight for t, v in zip(totals, scores, strict=True)]
-        return totals if totals is not None else [0] * len(nodes)
+            lo, hi = self._check(name, scores)
+            if scores and lo == hi:
+                offset += lo * weight
+                continue
+            totals = self._add(totals, scores, weight)
+        if kept and window is not None:
+
+            def weighted(ns: list[NodeInfo]) -> list[int]:
+                out: list[int] | None = None
+                for name, _, weight, score_nodes in kept:
+                    scores = score_nodes(state, pod, ns)
+                    self._check(name, scores)
+                    out = self._add(out, scores, weight)
+                return out if out is not None else [0] * len(ns)
+
+            key = ("score", tuple((name, sig, weight) for name, sig, weight, _ in kept))
+            totals = self._add(totals, window.take(self._node_values(snap, key, weighted)), 1)
+        if totals is None:
+            totals = [0] * len(nodes)
+        return totals, offset
 
     def select_host(self, nodes: list[NodeInfo], totals: list[int]) -> NodeInfo:
         """The highest total; ties broken uniformly at random."""
         best = max(totals)
-        tied = [i for i, t in enumerate(totals) if t == best]
-        return nodes[tied[0] if len(tied) == 1 else self._rng.choice(tied)]
+        tied = totals.count(best)
+        if tied == 1:
+            return nodes[totals.index(best)]
+        nth = self._rng.randrange(tied)
+        ties = itertools.compress(itertools.count(), map(best.__eq__, totals))
+        return nodes[next(itertools.islice(ties, nth, None))]
 
     def schedule_pod(
         self, state: fw.CycleState, pod: PodInfo, snapshot: fw.Snapshot
@@ -316,13 +611,13 @@ class Framework:
         if not nodes:
             raise NoNodesAvailable()
         diagnosis = fw.Diagnosis()
-        feasible = self.find_nodes_that_fit(state, pod, nodes, diagnosis)
+        feasible = self.find_nodes_that_fit(state, pod, nodes, diagnosis, snapshot)
         if not feasible:
             raise fw.FitError(pod, len(nodes), diagnosis)
         evaluated = len(feasible) + len(diagnosis.node_to_status)
         if len(feasible) == 1:
             return ScheduleResult(feasible[0].name, evaluated, 1)
-        totals = self.run_score(state, pod, feasible)
+        totals, _ = self._score(state, pod, feasible, snapshot)
         return ScheduleResult(self.select_host(feasible, totals).name, evaluated, len(feasible))
 
     def run_reserve(self, state: fw.CycleState, pod: PodInfo, node: str) -> fw.Status | None:

@@ -5,7 +5,7 @@ the pod tolerates `node.kubernetes.io/unschedulable:NoSchedule`) and `DefaultBin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 from kybern.api import errors, registry
@@ -40,6 +40,9 @@ class NodeName:
             return None, fw.SKIP
         return fw.PreFilterResult({pod.node_name}), None
 
+    def sign_pod(self, pod: PodInfo) -> Hashable:
+        return pod.node_name
+
     def filter(self, state: fw.CycleState, pod: PodInfo, node: NodeInfo) -> fw.Status | None:
         if pod.node_name and pod.node_name != node.name:
             return fw.unresolvable(ERR_REASON_NODE_NAME)
@@ -51,6 +54,10 @@ class NodeUnschedulable:
 
     def events_to_register(self) -> list[fw.ClusterEvent]:
         return [fw.ClusterEvent(fw.NODE, fw.ActionType.ADD | fw.ActionType.UPDATE_NODE_TAINT)]
+
+    def sign_pod(self, pod: PodInfo) -> Hashable:
+        tolerations = pod.spec.get("tolerations") or ()
+        return any(tolerates(t, UNSCHEDULABLE_TAINT) for t in tolerations)
 
     def filter(self, state: fw.CycleState, pod: PodInfo, node: NodeInfo) -> fw.Status | None:
         if not node.unschedulable:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
 
 from kybern.scheduler import framework as fw
@@ -142,6 +142,12 @@ class NodeAffinity:
 
     def events_to_register(self) -> list[fw.ClusterEvent]:
         return [fw.ClusterEvent(fw.NODE, fw.ActionType.ADD | fw.ActionType.UPDATE_NODE_LABEL)]
+
+    def sign_pod(self, pod: PodInfo) -> Hashable:
+        spec = pod.spec
+        return fw.freeze(
+            [spec.get("nodeSelector"), (spec.get("affinity") or {}).get("nodeAffinity")]
+        )
 
     def pre_filter(
         self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]

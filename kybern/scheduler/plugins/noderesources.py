@@ -7,7 +7,7 @@ LeastAllocated or MostAllocated over weighted resources) and `NodeResourcesBalan
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from kybern.scheduler import framework as fw
@@ -59,6 +59,18 @@ class NodeResourcesFit:
             ),
             fw.ClusterEvent(fw.NODE, fw.ActionType.ADD | fw.ActionType.UPDATE_NODE_ALLOCATABLE),
         ]
+
+    def sign_pod(self, pod: PodInfo) -> Hashable:
+        r = pod.requests
+        scalar = tuple(sorted(r.scalar.items())) if r.scalar else ()
+        return (
+            r.milli_cpu,
+            r.memory,
+            r.ephemeral_storage,
+            scalar,
+            pod.non_zero_cpu,
+            pod.non_zero_mem,
+        )
 
     def _ignored(self, name: str) -> bool:
         if name in self.ignored:
@@ -196,6 +208,10 @@ class BalancedAllocation:
 
     def __init__(self, args: Mapping[str, Any]) -> None:
         self.resources = [name for name, _ in _resources(args)]
+
+    def sign_pod(self, pod: PodInfo) -> Hashable:
+        r = pod.requests
+        return (r.milli_cpu, r.memory, r.ephemeral_storage, tuple(sorted(r.scalar.items())))
 
     def pre_score(
         self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]

@@ -4,7 +4,7 @@ does not tolerate lower the node's score (fewer is better)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 from kybern.scheduler import framework as fw
@@ -23,6 +23,9 @@ class TaintToleration:
 
     def events_to_register(self) -> list[fw.ClusterEvent]:
         return [fw.ClusterEvent(fw.NODE, fw.ActionType.ADD | fw.ActionType.UPDATE_NODE_TAINT)]
+
+    def sign_pod(self, pod: PodInfo) -> Hashable:
+        return fw.freeze(pod.spec.get("tolerations") or [])
 
     def filter(self, state: fw.CycleState, pod: PodInfo, node: NodeInfo) -> fw.Status | None:
         taints = node.filter_taints
