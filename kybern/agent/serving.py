@@ -1,7 +1,8 @@
 """The agent's HTTPS server as a node runs it: `start(agent, ServingConfig(...), client_ca)`
 picks the serving certificate (the operator's `--tls-cert-file`/`--tls-private-key-file`, one
-issued from the cluster CA when the CA key is at hand as in `kybern up`, else a self-signed one
-kept in the cert dir, as a kubelet does), the CA that client certificates must chain to
+issued from the cluster CA when the CA key is at hand as in `kybern up`, one asked of the
+certificates API with `--rotate-server-certificates`, else a self-signed one kept in the cert
+dir, as a kubelet does), the CA that client certificates must chain to
 (`--client-ca-file`, else the cluster CA the agent's kubeconfig trusts), starts `AgentServer`
 on the runtime of the agent and tells the agent the port it got (so `--port 0` works and the
 Node's `daemonEndpoints` names the real port). Only the API server and the metrics server are
@@ -10,13 +11,14 @@ served."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kybern.agent import agent, common, httpserver, node, stats, streaming_tls
+from kybern.agent import agent, bootstrap, common, httpserver, node, stats, streaming_tls
 
 log = logging.getLogger("kybern.agent.serving")
 CLIENT_CA_FILE = "client-ca.crt"
@@ -31,6 +33,7 @@ class ServingConfig:
     client_ca_file: Path | None = None
     cert_dir: Path | None = None  # default: <data_dir>/pki
     ca: tuple[Path, Path] | None = None  # (CA cert, CA key) to issue the serving cert from
+    rotate: bool = False  # no cert files: ask the certificates API (--rotate-server-certificates)
     allowed_users: tuple[str, ...] = (httpserver.API_SERVER_USER, httpserver.METRICS_SERVER_USER)
 
 
@@ -95,6 +98,11 @@ async def start(a: agent.Agent, sc: ServingConfig, client_ca: bytes) -> httpserv
     if sc.bind not in ("0.0.0.0", "::", ""):
         hosts.append(sc.bind)
     cert_dir = sc.cert_dir or cfg.data_dir / "pki"
+    if sc.rotate and sc.cert_file is None and sc.ca is None:
+        if not client_ca:
+            raise ValueError("--rotate-server-certificates needs the cluster CA (kubeconfig)")
+        got = await bootstrap.ensure(a.client, cfg.node_name, hosts, cert_dir, client_ca)
+        sc = dataclasses.replace(sc, cert_file=got[0], key_file=got[1])
     cert, key, ca = await asyncio.to_thread(_files, sc, cfg.node_name, hosts, cert_dir, client_ca)
     server = httpserver.AgentServer(
         a.rt,

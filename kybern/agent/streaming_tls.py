@@ -117,7 +117,38 @@ def _current(cert_file: Path, ca_cert_pem: bytes, sans: list[x509.GeneralName]) 
     return fresh and set(ext.value) == set(sans)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def serving_request(node_name: str, hosts: Iterable[str] = ()) -> tuple[bytes, bytes]:
+    """A certificate signing request (PEM) for the agent's serving certificate, and its key
+    (PEM): the subject and names `issue_serving_cert` would give, for a CA elsewhere."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}"),
+        ]
+    )
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName(_sans(node_name, hosts)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return csr.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def is_current(cert_file: Path, ca_cert_pem: bytes, node_name: str, hosts: Iterable[str]) -> bool:
+    """Whether `cert_file` is issued by the CA for these names and far enough from its end.
+    Blocking."""
+    return _current(cert_file, ca_cert_pem, _sans(node_name, hosts))
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write atomically with `mode`. Blocking."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
@@ -142,14 +173,14 @@ def ensure_serving_cert(
         ca_pem = ca_cert_file.read_bytes()
         if not (key_file.exists() and _current(cert_file, ca_pem, sans)):
             cert, key = issue_serving_cert(ca_pem, ca_key_file.read_bytes(), node_name, hosts)
-            _write(key_file, key, 0o600)
-            _write(cert_file, cert, 0o644)
+            write_file(key_file, key, 0o600)
+            write_file(cert_file, cert, 0o644)
         return cert_file, key_file
     own = cert_file.read_bytes() if cert_file.exists() else b""
     if not (own and key_file.exists() and _current(cert_file, own, sans)):
         cert, key = self_signed_serving_cert(node_name, hosts)
-        _write(key_file, key, 0o600)
-        _write(cert_file, cert, 0o644)
+        write_file(key_file, key, 0o600)
+        write_file(cert_file, cert, 0o644)
     return cert_file, key_file
 
 

@@ -86,6 +86,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="CA of the API server's client certificate (default: the kubeconfig's CA)",
     )
     p.add_argument("--cert-dir", default="", help="where generated certificates go (DATA_DIR/pki)")
+    p.add_argument(
+        "--rotate-server-certificates",
+        action="store_true",
+        help="get the serving certificate through a CertificateSigningRequest (kubelet-serving)",
+    )
     p.add_argument("--max-pods", type=int, default=110)
     p.add_argument(
         "--crashloop-backoff",
@@ -163,6 +168,7 @@ def serving_from(args: argparse.Namespace) -> serving.ServingConfig:
         key_file=path(args.tls_private_key_file),
         client_ca_file=path(args.client_ca_file),
         cert_dir=path(args.cert_dir),
+        rotate=args.rotate_server_certificates,
     )
 
 
@@ -194,13 +200,23 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with rest.Client(client_cfg, user_agent=f"kybern-agent/{cfg.node_name}") as c:
         node = agent.Agent(c, cfg)
+        waiter = asyncio.create_task(stop.wait())
+        serving_up = asyncio.create_task(
+            serving.start(node, serving_from(args), client_cfg.ca_data)
+        )  # may wait for a certificate's approval: stoppable meanwhile
+        await asyncio.wait({serving_up, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving_up.done():
+            serving_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await serving_up
+            return 0
         try:
-            server = await serving.start(node, serving_from(args), client_cfg.ca_data)
+            server = serving_up.result()
         except (ValueError, OSError) as e:
             log.error("cannot start the agent's HTTPS server: %s", e)
+            waiter.cancel()
             return 2
         starting = asyncio.create_task(node.start())
-        waiter = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()

@@ -5,11 +5,13 @@ names is marked Failed by the signer."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import ipaddress
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kybern.agent import bootstrap
+from kybern.api import registry
+from kybern.client import rest
 from kybern.controllers import manager
 
 ONLY_SIGNING = (
@@ -26,6 +31,7 @@ ONLY_SIGNING = (
     "--disable-scheduler",
 )
 Obj = dict[str, Any]
+CSRS = registry.Registry().lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +143,51 @@ def test_serving_request_without_names_fails_validation(server: Server) -> None:
     assert cond["reason"] == "SignerValidationFailure"
     assert "DNS or IP subject alternative name" in cond["message"]
     assert not (server.kubectl_json("get", "csr", name).get("status") or {}).get("certificate")
+
+
+async def _bootstrap(server: Server, dir: Path, approve: bool) -> tuple[Path, Path]:
+    """The agent's bootstrap against the server; the test approves (or denies) its request."""
+    cfg = await asyncio.to_thread(rest.load_kubeconfig, server.kubeconfig)
+    async with rest.Client(cfg) as c:
+        before = {i["metadata"]["name"] for i in (await c.list(CSRS)).get("items") or []}
+        task = asyncio.create_task(
+            bootstrap.ensure(c, "n9", ["127.0.0.1"], dir, cfg.ca_data, poll=0.1)
+        )
+
+        async def new_request() -> str:
+            deadline = asyncio.get_running_loop().time() + 30.0
+            while asyncio.get_running_loop().time() < deadline:
+                assert not task.done(), task
+                names = {i["metadata"]["name"] for i in (await c.list(CSRS)).get("items") or []}
+                if names - before:
+                    return (names - before).pop()
+                await asyncio.sleep(0.1)
+            raise AssertionError("no certificate request came")
+
+        name = await new_request()
+        verb = "approve" if approve else "deny"
+        await asyncio.to_thread(server.kubectl, "certificate", verb, name)
+        return await asyncio.wait_for(task, 30.0)
+
+
+def test_agent_gets_its_serving_certificate_through_the_api(server: Server, tmp_path: Path) -> None:
+    cert_file, key_file = asyncio.run(_bootstrap(server, tmp_path, approve=True))
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    cert.verify_directly_issued_by(ca(server))
+    assert cert.subject.rfc4514_string() == "CN=system:node:n9,O=system:nodes"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+    async def again() -> tuple[Path, Path]:  # current: used as it is, no new request
+        cfg = await asyncio.to_thread(rest.load_kubeconfig, server.kubeconfig)
+        async with rest.Client(cfg) as c:
+            count = len((await c.list(CSRS)).get("items") or [])
+            got = await bootstrap.ensure(c, "n9", ["127.0.0.1"], tmp_path, cfg.ca_data)
+            assert len((await c.list(CSRS)).get("items") or []) == count
+            return got
+
+    assert asyncio.run(again()) == (cert_file, key_file)
+
+
+def test_denied_bootstrap_stops_with_the_reason(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(bootstrap.BootstrapError, match="denied"):
+        asyncio.run(_bootstrap(server, tmp_path, approve=False))
