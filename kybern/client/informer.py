@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,24 @@ from kybern.client import rest
 log = logging.getLogger("kybern.client")
 Obj = dict[str, Any]
 IndexFunc = Callable[[Obj], Iterable[str]]
+
+
+GC_YOUNG_THRESHOLD = 20000  # allocations between young collections (CPython's default: 700)
+
+
+def tune_gc() -> None:
+    """For a process whose informers hold many objects: every cached object is many small
+    dicts, and each decoded event allocates hundreds more, so with CPython's default
+    thresholds (a young collection every 700 allocations, and full ones as the cache grows)
+    the cyclic collector took ~25 % of a simulated-nodes process's CPU under load. Collect the
+    young generation less often and move what exists now (modules, the synced caches) out of
+    the collector's way (`gc.freeze`). Call it once the informers have synced; it only raises
+    thresholds, so calling it again is harmless."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    if gen0 and gen0 < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, max(gen1, 20), gen2)
+    gc.collect()  # garbage left from the start-up is not frozen with the rest
+    gc.freeze()
 
 
 def key_of(obj: Obj) -> str:

@@ -139,7 +139,10 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 30.0,
+        decode: bool = True,
     ) -> Any:
+        """The decoded JSON answer of `method path`, None for an empty one or with
+        `decode=False` (an answer nobody reads). Errors (>= 400) raise `errors.StatusError`."""
         data = None
         headers = {}
         if body is not None:
@@ -156,7 +159,7 @@ class Client:
             raw = await resp.read()
             if resp.status >= 400:
                 raise _error(resp.status, raw)
-            return orjson.loads(raw) if raw else None
+            return orjson.loads(raw) if decode and raw else None
 
     # ---- verbs -------------------------------------------------------------------------
 

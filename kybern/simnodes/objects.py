@@ -7,6 +7,7 @@ is unit-tested without a server."""
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import re
@@ -47,12 +48,27 @@ def parse_duration(text: str) -> float:
     return sign * total
 
 
+def _split(t: float) -> tuple[int, int]:
+    """Seconds and microseconds of `t`, rounded to the microsecond as `datetime` does."""
+    secs = int(t // 1)
+    micros = round((t - secs) * 1e6)
+    if micros >= 1_000_000:
+        return secs + 1, micros - 1_000_000
+    return secs, micros
+
+
 def rfc3339(t: float) -> str:
+    return _rfc3339(_split(t)[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _rfc3339(t: int) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def micro_time(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    secs, micros = _split(t)
+    return f"{_rfc3339(secs)[:-1]}.{micros:06d}Z"
 
 
 def parse_time(text: str | None) -> float | None:
@@ -103,6 +119,8 @@ class PodIPs:
         net = ipaddress.ip_network(cidr, strict=False)
         self.base = int(net.network_address)
         self.size = min(net.num_addresses - 1, 255)
+        self._v4 = net.version == 4
+        self._prefix = str(net.network_address).rsplit(".", 1)[0] + "."
         self.used: set[int] = set()
         self._next = 2
 
@@ -112,6 +130,8 @@ class PodIPs:
             self._next = 2 if self._next + 1 >= self.size else self._next + 1
             if n not in self.used:
                 self.used.add(n)
+                if self._v4:  # a /24 or smaller: only the last octet changes
+                    return self._prefix + str((self.base & 0xFF) + n)
                 return str(ipaddress.ip_address(self.base + n))
         raise ValueError("no pod IP left on this node")
 
@@ -266,6 +286,24 @@ class PodSim:
     def ready(self) -> bool:
         return self.state == RUNNING
 
+    def state_key(self) -> tuple[Any, ...]:
+        """Everything the reported status depends on (a change means a new status)."""
+        return (
+            self.uid,
+            self.ip,
+            self.host_ip,
+            self.started,
+            self.run_started,
+            self.state,
+            self.restarts,
+            self.crashes,
+            self.exit_code,
+            self.finished,
+            self.changed,
+            id(self.last_state),
+            self.final,
+        )
+
 
 def run_for(pod: Obj) -> float | None:
     value = ((pod.get("metadata") or {}).get("annotations") or {}).get(RUN_FOR)
@@ -289,6 +327,7 @@ def container_id(uid: str, name: str, restarts: int) -> str:
     return "sim://" + hashlib.sha256(f"{uid}/{name}/{restarts}".encode()).hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=1024)
 def _image_id(image: str) -> str:
     return f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
 

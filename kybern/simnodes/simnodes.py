@@ -2,11 +2,12 @@
 kwok). It registers the Node objects, renews each node's Lease in `kube-node-lease` every
 `heartbeat_interval` seconds with the renewals spread evenly over the interval, refreshes node
 status every few minutes (and at once when a controller marked a node not Ready), and watches
-all pods with one informer, acting on those bound to its nodes: a bound pod is reported Running
-with an IP from the node's pod CIDR and ready container statuses; `sim.kybern.io/run-for` and
-`sim.kybern.io/exit-code` end its containers and apply the restart policy (CrashLoopBackOff with
-back-off on failure); a pod marked for deletion is removed with grace 0 and a UID
-precondition, as a kubelet does once its containers are gone."""
+the bound pods (field selector `spec.nodeName!=`) with one informer, acting on those bound to
+its nodes: a bound pod is reported Running with an IP from the node's pod CIDR and ready
+container statuses (one merge patch of the status fields that change);
+`sim.kybern.io/run-for` and `sim.kybern.io/exit-code` end its containers and apply the restart
+policy (CrashLoopBackOff with back-off on failure); a pod marked for deletion is removed with
+grace 0 and a UID precondition, as a kubelet does once its containers are gone."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ PODS = next(r for r in registry.BUILTIN if r.kind == "Pod" and not r.group)
 LEASES = next(r for r in registry.BUILTIN if r.kind == "Lease")
 TRANSIENT = (TimeoutError, aiohttp.ClientError, OSError)
 Key = tuple[str, str]  # ("pod", "ns/name") | ("node", name)
+BOUND = "spec.nodeName!="  # kubelets watch their own pods; we watch every bound one
+MERGE = rest.PATCH_TYPES["merge"]
+HEARTBEAT_CONCURRENCY = 16  # Lease renewals in flight at once
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class SimNodes:
         restart_backoff: float = 10.0,
         max_restart_backoff: float = 300.0,
         workers: int = 16,
+        tune_gc: bool = True,
     ) -> None:
         self.client = client
         self.names = [f"{name_prefix}{i}" for i in range(count)]
@@ -86,13 +91,16 @@ class SimNodes:
         self.restart_backoff = restart_backoff
         self.max_restart_backoff = max_restart_backoff
         self.workers = workers
+        self.tune_gc = tune_gc  # informer.tune_gc() once synced (a process of its own)
         self._node_ips: dict[str, str] = {}
         self._pod_ips: dict[str, o.PodIPs] = {}
         self._sims: dict[str, o.PodSim] = {}
         self._written: dict[str, o.Obj] = {}
+        # the status last computed for a pod, and what it was computed from
+        self._desired: dict[str, tuple[tuple[Any, ...], o.Obj]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._factory = informer.InformerFactory(client)
-        self._pods = self._factory.informer(PODS)
+        self._pods = self._factory.informer(PODS, field_selector=BOUND)
         self._nodes = self._factory.informer(NODES)
         self.queue: workqueue.WorkQueue[Key] = workqueue.WorkQueue(
             "simnodes", bucket=workqueue.TokenBucket(qps=1000.0, burst=1000)
@@ -119,6 +127,8 @@ class SimNodes:
         self._running = True
         self._factory.start()
         await self._factory.wait_synced(60.0)
+        if self.tune_gc:
+            informer.tune_gc()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="sim-heartbeats"))
         self._tasks += [
             asyncio.create_task(self._worker(), name=f"sim-worker-{i}") for i in range(self.workers)
@@ -263,8 +273,10 @@ class SimNodes:
 
     async def _renew(self, name: str) -> None:
         patch = {"spec": {"holderIdentity": name, "renewTime": o.micro_time(time.time())}}
+        path = rest.resource_path(LEASES, o.LEASE_NAMESPACE, name)
         try:
-            await self.client.patch(LEASES, name, patch, o.LEASE_NAMESPACE)
+            # the renewed Lease is not needed: no decoding of the answer
+            await self.client.request("PATCH", path, body=patch, content_type=MERGE, decode=False)
             self._heartbeats += 1
         except errors.StatusError as e:
             self._hb_failures += 1
@@ -285,9 +297,19 @@ class SimNodes:
             log.debug("lease of %s: %s", name, e)
 
     def _spawn(self, coro: Any) -> None:
-        t = asyncio.create_task(self._bounded(coro))
+        t = asyncio.create_task(coro)
         self._inflight.add(t)
         t.add_done_callback(self._inflight.discard)
+
+    async def _renew_all(self, names: list[str]) -> None:
+        """Renew the leases of `names`, a few at a time (one task per slot, not per node)."""
+        it = iter(names)
+
+        async def drain() -> None:
+            for name in it:
+                await self._renew(name)
+
+        await asyncio.gather(*(drain() for _ in range(min(HEARTBEAT_CONCURRENCY, len(names)))))
 
     async def _heartbeat_loop(self) -> None:
         """Every tick renews the nodes of one slot, so N nodes cost N/interval requests per
@@ -301,11 +323,12 @@ class SimNodes:
         while True:
             slot = n % slots
             rnd = n // slots
-            for i in range(slot, len(self.names), slots):
-                name = self.names[i]
-                self._spawn(self._renew(name))
-                if rnd % report_every == (i // slots) % report_every and rnd > 0:
-                    self.queue.add(("node", name))
+            names = self.names[slot::slots]
+            self._spawn(self._renew_all(names))
+            if rnd > 0:
+                for j, name in enumerate(names):
+                    if rnd % report_every == j % report_every:
+                        self.queue.add(("node", name))
             n += 1
             await asyncio.sleep(max(0.0, start + n * tick - loop.time()))
 
@@ -369,6 +392,7 @@ class SimNodes:
     def _forget(self, key: str) -> None:
         sim = self._sims.pop(key, None)
         self._written.pop(key, None)
+        self._desired.pop(key, None)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -394,24 +418,52 @@ class SimNodes:
             sim = self._adopt(key, pod, node)
             if sim is None:
                 return  # finished before we took over: leave it alone
-        desired = o.pod_status(pod, sim, self._backoff(sim))
+        desired = self._desired_status(key, pod, sim)
         current = pod.get("status") or {}
-        if self._written.get(key) == desired and current.get("phase") == desired["phase"]:
-            return
+        written = self._written.get(key)
+        if written is desired and current.get("phase") == desired["phase"]:
+            return  # our own write coming back (or nothing new)
         if not o.status_differs(current, desired):
             self._written[key] = desired
             return
-        await self.client.patch(
-            PODS,
-            name,
-            {"metadata": {"uid": meta.get("uid")}, "status": desired},
-            ns,
-            subresource="status",
+        # a merge patch of the fields that change: those the pod shows otherwise, and those
+        # our last write set otherwise (the informer may not have seen that write yet)
+        changed = {
+            k: v
+            for k, v in desired.items()
+            if current.get(k) != v or (written is not None and written.get(k) != v)
+        }
+        await self.client.request(
+            "PATCH",
+            rest.resource_path(PODS, ns, name, "status"),
+            body={"metadata": {"uid": meta.get("uid")}, "status": changed},
+            content_type=MERGE,
+            decode=False,  # the pod comes back on the watch
         )
         self._writes += 1
         self._written[key] = desired
         if sim.final and key in self._sims:
             self._pod_ips[sim.node].release(sim.ip)
+
+    def _desired_status(self, key: str, pod: o.Obj, sim: o.PodSim) -> o.Obj:
+        """`o.pod_status`, computed again only when what it depends on changed (most events
+        of a pod are our own status write coming back on the watch)."""
+        spec = pod.get("spec") or {}
+        meta = pod["metadata"]
+        sig = (
+            sim.state_key(),
+            tuple((c.get("name"), c.get("image")) for c in spec.get("containers") or ()),
+            tuple((c.get("name"), c.get("image")) for c in spec.get("initContainers") or ()),
+            (pod.get("status") or {}).get("qosClass"),
+            meta.get("name"),
+            meta.get("namespace"),
+        )
+        cached = self._desired.get(key)
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        desired = o.pod_status(pod, sim, self._backoff(sim))
+        self._desired[key] = (sig, desired)
+        return desired
 
     async def _delete(self, pod: o.Obj) -> None:
         meta = pod["metadata"]

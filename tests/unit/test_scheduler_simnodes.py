@@ -53,6 +53,23 @@ def test_pod_ips_are_reused_after_release() -> None:
         ips.allocate()
 
 
+def test_pod_ips_of_smaller_and_ipv6_ranges() -> None:
+    assert [o.PodIPs("10.128.5.128/25").allocate() for _ in range(1)] == ["10.128.5.130"]
+    ips = o.PodIPs("fd00:1::/120")
+    assert (ips.allocate(), ips.allocate()) == ("fd00:1::2", "fd00:1::3")
+
+
+def test_times_match_datetime_formatting() -> None:
+    import datetime
+
+    for t in (0.0, 1700000000.0, 1700000000.5, 1764367659.785403, 1764367659.9999996):
+        when = datetime.datetime.fromtimestamp(t, datetime.UTC)
+        assert o.rfc3339(t) == when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        micro = o.micro_time(t)
+        assert micro.startswith(when.strftime("%Y-%m-%dT%H:%M:%S."))
+        assert abs(o.parse_time(micro) - t) < 2e-6  # type: ignore[operator]
+
+
 def test_node_and_lease_objects() -> None:
     n = o.node_object(
         "sim-0",
