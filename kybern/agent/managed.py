@@ -199,6 +199,7 @@ class LocalNode:
             await delete_link(network.BRIDGE_NAME)
             with contextlib.suppress(OSError):
                 await network.remove_leftover_rules(network.NETWORK_NAME)
+                await network.remove_idle_hostport_chains()
             await asyncio.to_thread(_remove_cgroups, cgroups)
 
 

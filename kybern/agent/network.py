@@ -198,3 +198,38 @@ async def remove_leftover_rules(network: str = NETWORK_NAME) -> list[str]:
     if chains:
         log.info("removed %d iptables chains left by CNI plugins of %s", len(chains), network)
     return sorted(chains)
+
+
+HOSTPORT_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+
+
+async def remove_idle_hostport_chains() -> bool:
+    """Remove the portmap plugin's shared NAT chains (and the jumps to them) when no container
+    on the host has a hostPort any more: the plugin makes them on first use and never removes
+    them, and makes them again when next needed. True when they were removed."""
+    dump = await _iptables("iptables-save", "-t", "nat")
+    rules = [shlex.split(line) for line in dump.splitlines() if line.startswith("-A ")]
+    present = {line[1:].split()[0] for line in dump.splitlines() if line.startswith(":")}
+    if not present & set(HOSTPORT_CHAINS):
+        return False
+    busy = [r for r in rules if r[1] == "CNI-HOSTPORT-DNAT"]
+    setmark_users = [
+        r
+        for r in rules
+        if "-j" in r
+        and r[r.index("-j") + 1] == "CNI-HOSTPORT-SETMARK"
+        and r[1] not in HOSTPORT_CHAINS
+    ]
+    if busy or setmark_users:
+        return False
+    for r in rules:
+        target = r[r.index("-j") + 1] if "-j" in r else ""
+        if target in HOSTPORT_CHAINS and r[1] not in HOSTPORT_CHAINS:
+            with contextlib.suppress(OSError):
+                await _iptables("iptables", "-t", "nat", "-D", *r[1:])
+    for chain in HOSTPORT_CHAINS:
+        if chain in present:
+            with contextlib.suppress(OSError):
+                await _iptables("iptables", "-t", "nat", "-F", chain)
+                await _iptables("iptables", "-t", "nat", "-X", chain)
+    return True

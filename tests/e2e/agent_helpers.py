@@ -28,7 +28,7 @@ import yaml
 from cni_helpers import HostNet, host_net
 from containerd_helpers import build_images, require_binaries
 
-from kybern.agent import common, streaming_tls
+from kybern.agent import common, network, streaming_tls
 from kybern.api import registry
 from kybern.apiserver import certs
 from kybern.client import rest
@@ -334,6 +334,7 @@ async def running_cluster(
             left = await ctd.leftovers()
             if server is not None:
                 await server.stop()
+            await network.remove_idle_hostport_chains()  # portmap never removes its own
             assert not left, f"containerd left {left}"
 
 

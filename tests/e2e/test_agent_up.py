@@ -89,6 +89,8 @@ async def run_up(tmp_path: Path, data: Path, subnet: ipaddress.IPv4Network) -> N
     for table in ("nat", "filter"):
         rules = [r for r in iptables_rules("iptables", table) if str(subnet) in r]
         assert rules == [], rules
+    hostport = [r for r in iptables_rules("iptables", "nat") if "CNI-HOSTPORT" in r]
+    assert hostport == [], hostport  # portmap's shared chains go with the last hostPort
 
     def pod_cgroups() -> list[str]:
         kubepods = [h / "kubepods" for h in Path("/sys/fs/cgroup").iterdir()]
