@@ -50,6 +50,24 @@ def _sans(node_name: str, hosts: Iterable[str]) -> list[x509.GeneralName]:
     return out
 
 
+def _node_subject(node_name: str) -> x509.Name:
+    """A kubelet's: CN `system:node:<name>`, O `system:nodes`."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}"),
+        ]
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def _build(
     key: ec.EllipticCurvePrivateKey,
     issuer: x509.Name | None,
@@ -58,12 +76,7 @@ def _build(
     hosts: Iterable[str],
 ) -> tuple[bytes, bytes]:
     now = dt.datetime.now(dt.UTC)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}"),
-        ]
-    )
+    subject = _node_subject(node_name)
     usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
     cert = (
         x509.CertificateBuilder()
@@ -79,11 +92,7 @@ def _build(
         .add_extension(x509.SubjectAlternativeName(_sans(node_name, hosts)), critical=False)
         .sign(signer, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    key_pem = _key_pem(key)
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
@@ -121,23 +130,14 @@ def serving_request(node_name: str, hosts: Iterable[str] = ()) -> tuple[bytes, b
     """A certificate signing request (PEM) for the agent's serving certificate, and its key
     (PEM): the subject and names `issue_serving_cert` would give, for a CA elsewhere."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}"),
-        ]
-    )
+    subject = _node_subject(node_name)
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject)
         .add_extension(x509.SubjectAlternativeName(_sans(node_name, hosts)), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    key_pem = _key_pem(key)
     return csr.public_bytes(serialization.Encoding.PEM), key_pem
 
 
