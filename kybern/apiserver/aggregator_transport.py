@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import ssl
 from collections.abc import Iterable
 
@@ -17,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kybern.apiserver import certs
+from kybern.apiserver import certs, proxy
 from kybern.client import upgrade
 
 UPGRADE_TIMEOUT = 60.0
@@ -62,26 +61,7 @@ async def respond(request: web.Request, resp: aiohttp.ClientResponse) -> web.Str
         return web.Response(status=resp.status, reason=resp.reason, body=body, headers=headers)
     out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
     await out.prepare(request)
-
-    async def copy() -> None:
-        async for chunk in resp.content.iter_any():
-            await out.write(chunk)
-
-    task = asyncio.ensure_future(copy())
-    try:
-        while not task.done():
-            await asyncio.wait([task], timeout=1.0)
-            transport = request.transport
-            if not task.done() and (transport is None or transport.is_closing()):
-                break
-        if task.done() and task.exception() is None:
-            await out.write_eof()
-    except (ConnectionError, aiohttp.ClientError):
-        pass
-    finally:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+    await proxy.copy_until_gone(request, resp, out)
     return out
 
 

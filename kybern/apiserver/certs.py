@@ -130,7 +130,8 @@ class Pki:
 # ---------------------------------------------------------------- files
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` with `mode`, all or nothing (fsynced). Blocking."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -288,25 +289,25 @@ def ensure_pki(dir: Path, *, hosts: list[str]) -> Pki:
     loaded = _load(pki.ca_cert, pki.ca_key)
     if loaded is None:
         ca_cert, ca_key = _new_ca()
-        _write_atomic(pki.ca_key, _key_pem(ca_key), 0o600)
-        _write_atomic(pki.ca_cert, _cert_pem(ca_cert), 0o644)
+        write_atomic(pki.ca_key, _key_pem(ca_key), 0o600)
+        write_atomic(pki.ca_cert, _cert_pem(ca_cert), 0o644)
     else:
         ca_cert, ca_key = loaded
     sans = _sans(hosts)
     server = _load(pki.server_cert, pki.server_key)
     if server is None or not _usable(server[0], ca_cert) or _cert_sans(server[0]) != set(sans):
         cert, key = _issue(ca_cert, ca_key, _name("kybern-apiserver"), server=True, sans=sans)
-        _write_atomic(pki.server_key, _key_pem(key), 0o600)
-        _write_atomic(pki.server_cert, _cert_pem(cert), 0o644)
+        write_atomic(pki.server_key, _key_pem(key), 0o600)
+        write_atomic(pki.server_cert, _cert_pem(cert), 0o644)
     admin = _load(pki.admin_cert, pki.admin_key)
     if admin is None or not _usable(admin[0], ca_cert):
         cert, key = _issue(ca_cert, ca_key, _name(ADMIN_USER, ADMIN_GROUPS), server=False)
-        _write_atomic(pki.admin_key, _key_pem(key), 0o600)
-        _write_atomic(pki.admin_cert, _cert_pem(cert), 0o644)
+        write_atomic(pki.admin_key, _key_pem(key), 0o600)
+        write_atomic(pki.admin_cert, _cert_pem(cert), 0o644)
     if not pki.sa_key.exists():
-        _write_atomic(pki.sa_key, _key_pem(ec.generate_private_key(ec.SECP256R1())), 0o600)
+        write_atomic(pki.sa_key, _key_pem(ec.generate_private_key(ec.SECP256R1())), 0o600)
     if not pki.token_file.exists() or not pki.token_file.read_text().strip():
-        _write_atomic(pki.token_file, (secrets.token_urlsafe(32) + "\n").encode(), 0o600)
+        write_atomic(pki.token_file, (secrets.token_urlsafe(32) + "\n").encode(), 0o600)
     return pki
 
 
@@ -316,15 +317,15 @@ def ensure_front_proxy(pki: Pki) -> None:
     loaded = _load(pki.front_proxy_ca_cert, pki.front_proxy_ca_key)
     if loaded is None:
         ca_cert, ca_key = _new_ca("kybern-front-proxy-ca")
-        _write_atomic(pki.front_proxy_ca_key, _key_pem(ca_key), 0o600)
-        _write_atomic(pki.front_proxy_ca_cert, _cert_pem(ca_cert), 0o644)
+        write_atomic(pki.front_proxy_ca_key, _key_pem(ca_key), 0o600)
+        write_atomic(pki.front_proxy_ca_cert, _cert_pem(ca_cert), 0o644)
     else:
         ca_cert, ca_key = loaded
     client = _load(pki.front_proxy_client_cert, pki.front_proxy_client_key)
     if client is None or not _usable(client[0], ca_cert):
         cert, key = _issue(ca_cert, ca_key, _name(FRONT_PROXY_CLIENT), server=False)
-        _write_atomic(pki.front_proxy_client_key, _key_pem(key), 0o600)
-        _write_atomic(pki.front_proxy_client_cert, _cert_pem(cert), 0o644)
+        write_atomic(pki.front_proxy_client_key, _key_pem(key), 0o600)
+        write_atomic(pki.front_proxy_client_cert, _cert_pem(cert), 0o644)
 
 
 # ---------------------------------------------------------------- authentication, kubeconfig
@@ -393,4 +394,4 @@ def write_kubeconfig(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)
+    write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import os
 import ssl
 import urllib.parse
 from typing import Any
@@ -230,12 +229,8 @@ class PodStreams:
             pki = self.pki
             cert_pem, key_pem = certs.issue_client_cert(pki, AGENT_CLIENT_USER, [])
             cert_file, key_file = pki.dir / "agent-client.crt", pki.dir / "agent-client.key"
-            for path, data, mode in ((key_file, key_pem, 0o600), (cert_file, cert_pem, 0o644)):
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
+            certs.write_atomic(key_file, key_pem, 0o600)
+            certs.write_atomic(cert_file, cert_pem, 0o644)
             if self.kubelet_ca:
                 ctx = ssl.create_default_context(cafile=self.kubelet_ca)
             else:
@@ -300,7 +295,7 @@ class PodStreams:
                     raise _agent_error(upstream.status, await upstream.content.read(64 * 1024))
                 out = web.StreamResponse(headers={"Content-Type": "text/plain"})
                 await out.prepare(request)
-                await _copy_until_gone(request, upstream, out)
+                await copy_until_gone(request, upstream, out)
         return out
 
     async def _upgrade(
@@ -335,11 +330,12 @@ def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
 
 
-async def _copy_until_gone(
+async def copy_until_gone(
     request: web.Request, upstream: aiohttp.ClientResponse, out: web.StreamResponse
 ) -> None:
-    """Copy the agent's stream to the client until it ends or the client goes away (checked
-    while the stream is idle, so a followed log of a quiet container does not outlive it)."""
+    """Copy an upstream's stream (an agent's, an aggregated server's) to the client until it
+    ends or the client goes away (checked while the stream is idle, so a followed log of a
+    quiet container or a quiet watch does not outlive it)."""
 
     async def copy() -> None:
         async for chunk in upstream.content.iter_any():
@@ -354,7 +350,7 @@ async def _copy_until_gone(
                 break
         if task.done() and task.exception() is None:
             await out.write_eof()
-    except ConnectionError:
+    except (ConnectionError, aiohttp.ClientError):
         pass
     finally:
         task.cancel()
