@@ -123,10 +123,15 @@ class CRDLoop(Loop):
             await self._set_conditions(crd, conflict)
             return
         if self.served.get(name) != wanted:
-            self._unserve(name)
+            # the new versions are routed before the dropped ones go: a version served before
+            # and after never answers 404, and its watches (same storage prefix) stay open
             for r in wanted:
                 await self.store.cacher.add_resource(r.key_prefix)
                 self.store.registry.add(r)
+            kept = {(r.group, r.version, r.plural) for r in wanted}
+            for r in self.served.get(name, []):
+                if (r.group, r.version, r.plural) not in kept:
+                    self.store.registry.remove(r)
             self.served[name] = wanted
         await self._set_conditions(crd, "")
 

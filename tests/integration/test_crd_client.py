@@ -7,6 +7,7 @@ refused cleanly while the server stays alive."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -230,6 +231,14 @@ def test_versions_conversion_none(server: Server, ns: str) -> None:
         assert "Warning" in r.headers
         crd = http.get(f"{server.url}{CRDS}/gizmos.{g}").json()
         assert crd["status"]["storedVersions"] == ["v1"]
+        # a watch of v2, which stays served, outlives the change of versions below
+        rv = r.json()["metadata"]["resourceVersion"]
+        watch = http.get(
+            f"{base}/v2/namespaces/{ns}/gizmos?watch=1&resourceVersion={rv}&timeoutSeconds=60",
+            stream=True,
+            timeout=60,
+        )
+        events = watch.iter_lines()
         # served: false takes the version away; storage moves to v2
         crd["spec"]["versions"][0].update(served=False, storage=False)
         crd["spec"]["versions"][1]["storage"] = True
@@ -237,14 +246,16 @@ def test_versions_conversion_none(server: Server, ns: str) -> None:
         assert r.status_code == 200, r.text
         wait_for(lambda: http.get(f"{base}/v1/namespaces/{ns}/gizmos").status_code == 404)
         assert set(r.json()["status"]["storedVersions"]) == {"v1", "v2"}
-        # the new versions take effect asynchronously, as in Kubernetes (a known gap: v2 can
-        # answer 404 for a moment while the routes are rebuilt)
-        r = wait_for(
-            lambda: (
-                (got := http.get(f"{base}/v2/namespaces/{ns}/gizmos/a")).status_code == 200 and got
-            )
+        # v2 was served all along: its routes and its watches stay while v1's go
+        r = http.get(f"{base}/v2/namespaces/{ns}/gizmos/a")
+        assert r.status_code == 200 and r.json()["apiVersion"] == f"{g}/v2"
+        r = http.post(
+            f"{base}/v2/namespaces/{ns}/gizmos", json={**widget(g, "b", "v2"), "kind": "Gizmo"}
         )
-        assert r.json()["apiVersion"] == f"{g}/v2"
+        assert r.status_code == 201, r.text
+        event = json.loads(next(events))
+        assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "b"
+        watch.close()
     finally:
         delete_crd(server, f"gizmos.{g}")
 
