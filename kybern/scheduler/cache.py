@@ -1,12 +1,13 @@
 """The scheduler cache (kube-scheduler's `internal/cache`): every node and every pod bound or
 assumed to a node, fed by the informers' handlers and by the scheduling cycle. A pod is
 *assumed* on its chosen node before the binding call so the next cycle already counts it; the
-assumption is confirmed when the informer shows the pod bound, dropped (`forget_pod`) when the
-binding fails, and expires `ttl` seconds after a binding that the informer never confirmed. A
-scheduling cycle is synchronous, so the cache is its own snapshot: the node list (interleaved
-across zones like kube's node tree) is rebuilt only when nodes come or go. Every change to a
-node's accounting or object is logged (`changes_since`), so values the framework caches per
-node for a pod signature are recomputed for the changed nodes only."""
+assumption is confirmed when the informer shows the pod bound (where it was assumed and with
+the same spec: `confirm_pod`, which changes no sums and logs no node change), dropped
+(`forget_pod`) when the binding fails, and expires `ttl` seconds after a binding that the
+informer never confirmed. A scheduling cycle is synchronous, so the cache is its own snapshot:
+the node list (interleaved across zones like kube's node tree) is rebuilt only when nodes come
+or go. Every change to a node's accounting or object is logged (`changes_since`), so values the
+framework caches per node for a pod signature are recomputed for the changed nodes only."""
 
 from __future__ import annotations
 
@@ -183,6 +184,31 @@ class Cache:
 
     def update_pod(self, pi: PodInfo) -> None:
         self.add_pod(pi)
+
+    def confirm_pod(self, pi: PodInfo) -> bool:
+        """`add_pod(pi)` for the informer's copy of an assumed pod bound where it was assumed,
+        with the same requests (`PodInfo.rebound`): the node's sums stay as they are, so
+        nothing is logged as changed; the node's pod maps end in the order `add_pod` leaves
+        them. False (nothing done) if `pi` is not such a pod."""
+        key = pi.key
+        st = self._pods.get(key)
+        if (
+            st is None
+            or key not in self._assumed
+            or st.pod.node_name != pi.node_name
+            or st.pod.requests is not pi.requests
+        ):
+            return False
+        ni = self.nodes.get(pi.node_name)
+        if ni is None or ni.node is None or ni.pods.get(key) is not st.pod:
+            return False
+        for pods in (ni.pods, ni.pods_with_affinity, ni.pods_with_required_anti_affinity):
+            if key in pods:  # removed and added again: to the end, like remove_pod + add_pod
+                del pods[key]
+                pods[key] = pi
+        self._assumed.discard(key)
+        self._pods[key] = _PodState(pi)
+        return True
 
     def remove_pod(self, key: str) -> None:
         st = self._pods.pop(key, None)

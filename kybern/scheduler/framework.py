@@ -347,6 +347,15 @@ class ScoreExtensions(Plugin, Protocol):
 
 
 @runtime_checkable
+class UniformNormalizePlugin(Plugin, Protocol):
+    """An optional capability of a score plugin with `normalize_score`: when every node's raw
+    score is `score`, `normalize_score` makes every node's score `normalize_uniform(score)`,
+    whatever the nodes and however many (the framework then skips the per-node pass)."""
+
+    def normalize_uniform(self, state: CycleState, pod: PodInfo, score: int) -> int: ...
+
+
+@runtime_checkable
 class BatchScorePlugin(Plugin, Protocol):
     """An optional capability of a score plugin: score every node in one call (what `score`
     returns for each, in order) — fewer Python calls per cycle."""

@@ -178,10 +178,22 @@ def pod_requests(spec: Obj) -> tuple[Resource, int, int]:
     nz_cpu = nz_mem = 0
     for c in spec.get("containers") or ():
         creq = _container_requests(c)
-        if creq:
-            total.add(Resource.from_list(creq))
-        nz_cpu += milli_value(creq["cpu"]) if "cpu" in creq else DEFAULT_MILLI_CPU_REQUEST
-        nz_mem += value(creq["memory"]) if "memory" in creq else DEFAULT_MEMORY_REQUEST
+        cpu, mem = DEFAULT_MILLI_CPU_REQUEST, DEFAULT_MEMORY_REQUEST
+        for name, q in creq.items():  # what `total.add(Resource.from_list(creq))` adds
+            if name == CPU:
+                cpu = milli_value(q)
+                total.milli_cpu += cpu
+            elif name == MEMORY:
+                mem = value(q)
+                total.memory += mem
+            elif name == EPHEMERAL_STORAGE:
+                total.ephemeral_storage += value(q)
+            elif name == PODS:
+                total.allowed_pod_number += value(q)
+            else:
+                total.scalar[name] = total.scalar.get(name, 0) + value(q)
+        nz_cpu += cpu
+        nz_mem += mem
     inits = spec.get("initContainers") or ()
     if inits:
         sidecars = Resource()
@@ -282,12 +294,42 @@ class PodInfo:
 
     def with_node(self, node_name: str) -> PodInfo:
         """A copy placed on `node_name` (what the cache assumes before binding)."""
-        pod = {**self.pod, "spec": {**self.spec, "nodeName": node_name}}
+        return self._copy({**self.pod, "spec": {**self.spec, "nodeName": node_name}}, node_name)
+
+    def _copy(self, pod: Obj, node_name: str) -> PodInfo:
+        """This pod info for `pod` on `node_name`; everything else as it is."""
         pi = PodInfo.__new__(PodInfo)
-        for s in PodInfo.__slots__:
-            setattr(pi, s, getattr(self, s))
-        pi.pod = pod
+        pi._affinity = self._affinity
+        pi.key = self.key
+        pi.labels = self.labels
+        pi.name = self.name
+        pi.namespace = self.namespace
         pi.node_name = node_name
+        pi.non_zero_cpu = self.non_zero_cpu
+        pi.non_zero_mem = self.non_zero_mem
+        pi.pod = pod
+        pi.priority = self.priority
+        pi.requests = self.requests
+        pi.uid = self.uid
+        return pi
+
+    def rebound(self, pod: Obj) -> PodInfo | None:
+        """This (assumed) pod info for `pod`, the informer's copy of the same pod, without
+        parsing it again: None unless `pod` has the same uid, spec (node included), labels
+        and deletion state, i.e. unless `PodInfo(pod)` would equal this apart from `pod`."""
+        meta = pod["metadata"]
+        if (
+            pod.get("spec") != self.pod.get("spec")
+            or (meta.get("labels") or {}) != self.labels
+            or (meta.get("uid") or "") != self.uid
+            or bool(meta.get("deletionTimestamp"))
+            != bool(self.pod["metadata"].get("deletionTimestamp"))
+            or meta["name"] != self.name
+            or (meta.get("namespace") or "") != self.namespace
+        ):
+            return None
+        pi = self._copy(pod, (pod.get("spec") or {}).get("nodeName") or "")
+        pi.labels = meta.get("labels") or {}
         return pi
 
     def _terms(self) -> tuple[list[AffinityTerm], ...]:

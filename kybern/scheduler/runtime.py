@@ -9,7 +9,9 @@ Plugins that sign pods (`SignPlugin`) are not re-run on every sampled node: thei
 results (the filter status, the weighted sum of raw scores) are kept per pod signature, aligned
 with the snapshot's node list, and recomputed only for the nodes the snapshot logged as changed
 (the one a pod was just assumed on, those the informers touched). A cycle then slices the
-sample out of those lists and picks the best node in C-level list operations."""
+sample out of those lists and picks the best node in C-level list operations; a normalized
+plugin whose kept raw scores are equal on every node (`UniformNormalizePlugin`) only adds a
+constant, without a pass over the sample."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ MIN_CHUNK = 16  # nodes filtered per batch call once most of the sample is found
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
 SIGNED_VALUES_KEPT = 32  # per-node value lists kept (least recently used dropped)
+FEW_TIES = 8  # select_host finds the n-th best node by index() below this, else in one pass
 T = TypeVar("T")
 
 
@@ -48,15 +51,23 @@ class ChangeLog(Protocol):
 
 class _NodeValues:
     """One value per node of `nodes` (a snapshot's node list) for one signature, current as
-    of change-log `position`."""
+    of change-log `position`; `uniform`: whether all values are equal (None: not known yet;
+    once False it stays so until the values are computed afresh)."""
 
-    __slots__ = ("index", "nodes", "position", "values")
+    __slots__ = ("nodes", "position", "uniform", "values")
 
     def __init__(self, nodes: list[NodeInfo], values: list[Any], position: int) -> None:
         self.nodes = nodes
         self.values = values
         self.position = position
-        self.index: dict[str, int] | None = None
+        self.uniform: bool | None = None
+
+    def is_uniform(self) -> bool:
+        """True when every node has the same value (and there is at least one node)."""
+        if self.uniform is None:
+            values = self.values
+            self.uniform = bool(values) and values.count(values[0]) == len(values)
+        return self.uniform
 
 
 class _Window:
@@ -205,6 +216,14 @@ class Framework:
         }
         self._signed: OrderedDict[Hashable, _NodeValues] = OrderedDict()
         self._index: tuple[list[NodeInfo], dict[str, int]] | None = None
+        self._dirty_memo: (
+            tuple[list[NodeInfo], int, int, tuple[list[NodeInfo], list[int]]] | None
+        ) = None
+        self._uniform: dict[str, Callable[[fw.CycleState, PodInfo, int], int]] = {
+            pl.name: pl.normalize_uniform
+            for pl in self.score
+            if isinstance(pl, fw.UniformNormalizePlugin) and isinstance(pl, fw.ScoreExtensions)
+        }
         self._window: _Window | None = None  # what the last find_nodes_that_fit evaluated
 
     def _at(self, point: str) -> list[fw.Plugin]:
@@ -265,31 +284,58 @@ class Framework:
     ) -> list[Any]:
         """`compute(nodes)` for every node of the snapshot, kept under `key` (a signature)
         and recomputed only for the nodes changed since the last call."""
+        return self._node_entry(snap, key, compute).values
+
+    def _node_entry(
+        self, snap: ChangeLog, key: Hashable, compute: Callable[[list[NodeInfo]], list[Any]]
+    ) -> _NodeValues:
         nodes = snap.node_infos()
         entry = self._signed.get(key)
         if entry is not None and entry.nodes is nodes:
-            changed = snap.changes_since(entry.position)
-            if changed is not None:
-                entry.position = snap.change_position()
-                if changed:
-                    index = self._node_index(nodes)
-                    dirty = []
-                    for n in dict.fromkeys(changed):
-                        i = index.get(n.name)
-                        if i is not None and nodes[i] is n:
-                            dirty.append(n)
-                    if dirty:
-                        values, new = entry.values, compute(dirty)
-                        for n, v in zip(dirty, new, strict=True):
-                            values[index[n.name]] = v
+            end = snap.change_position()
+            dirty = self._dirty(snap, nodes, entry.position, end)
+            if dirty is not None:
+                entry.position = end
+                if dirty:
+                    values, new = entry.values, compute(dirty[0])
+                    if entry.uniform and new.count(values[0]) != len(new):
+                        entry.uniform = False
+                    for i, v in zip(dirty[1], new, strict=True):
+                        values[i] = v
                 self._signed.move_to_end(key)
-                return entry.values
+                return entry
         position = snap.change_position()
         entry = self._signed[key] = _NodeValues(nodes, compute(nodes), position)
         self._signed.move_to_end(key)
         if len(self._signed) > SIGNED_VALUES_KEPT:
             self._signed.popitem(last=False)
-        return entry.values
+        return entry
+
+    def _dirty(
+        self, snap: ChangeLog, nodes: list[NodeInfo], position: int, end: int
+    ) -> tuple[list[NodeInfo], list[int]] | None:
+        """The nodes of `nodes` changed between change-log positions `position` and `end`
+        (once each, in order of first change) and their indexes; None when the log no
+        longer reaches back to `position`. The last answer is reused: the values kept for
+        a pod's signatures are usually all at the same position."""
+        memo = self._dirty_memo
+        if memo is not None and memo[0] is nodes and memo[1] == position and memo[2] == end:
+            return memo[3]
+        if position == end:
+            return [], []
+        changed = snap.changes_since(position)
+        if changed is None:
+            return None
+        index = self._node_index(nodes)
+        dirty: list[NodeInfo] = []
+        where: list[int] = []
+        for n in dict.fromkeys(changed):
+            i = index.get(n.name)
+            if i is not None and nodes[i] is n:
+                dirty.append(n)
+                where.append(i)
+        self._dirty_memo = (nodes, position, end, (dirty, where))
+        return dirty, where
 
     def _node_index(self, nodes: list[NodeInfo]) -> dict[str, int]:
         if self._index is None or self._index[0] is not nodes:
@@ -563,8 +609,14 @@ class Framework:
                 def raw_scores(ns: list[NodeInfo], f: BatchScore = score_nodes) -> list[int]:
                     return f(state, pod, ns)  # unnormalized: normalized over the sample below
 
-                raw: list[int] = self._node_values(snap, ("score", name, sig), raw_scores)
-                scores = window.take(raw)
+                entry = self._node_entry(snap, ("score", name, sig), raw_scores)
+                uniform = self._uniform.get(name)
+                if uniform is not None and nodes and entry.is_uniform():
+                    # every node scores the same: so does every sampled one once normalized
+                    lo, _ = self._check(name, [uniform(state, pod, entry.values[0])])
+                    offset += lo * weight
+                    continue
+                scores = window.take(entry.values)
             else:
                 scores = score_nodes(state, pod, nodes)
             if normalize is not None:
@@ -599,7 +651,14 @@ class Framework:
         if tied == 1:
             return nodes[totals.index(best)]
         nth = self._rng.randrange(tied)
-        ties = itertools.compress(itertools.count(), map(best.__eq__, totals))
+        if nth < FEW_TIES:
+            at = totals.index(best)
+            for _ in range(nth):
+                at = totals.index(best, at + 1)
+            return nodes[at]
+        ties = itertools.compress(
+            itertools.count(), map(operator.eq, totals, itertools.repeat(best))
+        )
         return nodes[next(itertools.islice(ties, nth, None))]
 
     def schedule_pod(

@@ -39,6 +39,7 @@ NAMESPACES = next(r for r in registry.BUILTIN if r.kind == "Namespace")
 LEASES = next(r for r in registry.BUILTIN if r.kind == "Lease")
 LEASE_NAME = "kybern-scheduler"
 UNSCHEDULABLE_LEFTOVER_INTERVAL = 30.0
+EVENT_ASSIGNED_POD_ADD = fw.ClusterEvent(fw.ASSIGNED_POD, fw.ActionType.ADD, "AssignedPodAdd")
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,10 @@ class Scheduler:
         lease_name: str = LEASE_NAME,
         identity: str = "",
         assumed_ttl: float = 30.0,
+        tune_gc: bool = True,
     ) -> None:
         self.client = client
+        self.tune_gc = tune_gc  # informer.tune_gc() once synced (a process of its own)
         self.profile = profile or Profile(scheduler_name=name)
         self.name = self.profile.scheduler_name
         self.identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
@@ -185,9 +188,7 @@ class Scheduler:
             pi = PodInfo(pod)
             self.cache.add_pod(pi)
             self.queue.delete(pi.key)
-            self.queue.move_all_to_active_or_backoff(
-                fw.ClusterEvent(fw.ASSIGNED_POD, fw.ActionType.ADD, "AssignedPodAdd")
-            )
+            self.queue.move_all_to_active_or_backoff(EVENT_ASSIGNED_POD_ADD)
         elif self._responsible(pod):
             if _gated(pod):
                 self._spawn(self._set_gated(pod), "gated")
@@ -204,6 +205,14 @@ class Scheduler:
                 return
             before = self.cache.pod(key)
             was_assigned = _assigned(old) and before is not None
+            if not was_assigned and before is not None and self.cache.is_assumed(key):
+                # our binding seen on the watch: the assumed pod info serves (same requests,
+                # same node), so neither the pod nor the node's sums are computed again
+                confirmed = before.rebound(new)
+                if confirmed is not None and self.cache.confirm_pod(confirmed):
+                    self.queue.delete(key)
+                    self.queue.move_all_to_active_or_backoff(EVENT_ASSIGNED_POD_ADD)
+                    return
             if (
                 was_assigned
                 and before is not None
@@ -218,9 +227,7 @@ class Scheduler:
             self.cache.update_pod(pi)
             if not was_assigned:
                 self.queue.delete(key)
-                self.queue.move_all_to_active_or_backoff(
-                    fw.ClusterEvent(fw.ASSIGNED_POD, fw.ActionType.ADD, "AssignedPodAdd")
-                )
+                self.queue.move_all_to_active_or_backoff(EVENT_ASSIGNED_POD_ADD)
             elif before is not None:
                 action = fw.ActionType(0)
                 if before.labels != pi.labels:
@@ -281,6 +288,8 @@ class Scheduler:
         self._broadcaster.start()
         self._factory.start()
         await self._factory.wait_synced()
+        if self.tune_gc:
+            informer.tune_gc()
         if self.leader_elect:
             self._tasks.append(asyncio.create_task(self._campaign(), name="scheduler-election"))
         else:
@@ -442,8 +451,10 @@ class Scheduler:
         fwk = self.framework
         st: fw.Status | None
         try:
-            st = await fwk.wait_on_permit(assumed)
-            if fw.is_success(st):
+            st = None
+            if assumed.uid in self.handle.waiting_pods:
+                st = await fwk.wait_on_permit(assumed)
+            if fwk.pre_bind and fw.is_success(st):
                 st = await fwk.run_pre_bind(state, assumed, host)
             if fw.is_success(st):
                 st = await fwk.run_bind(state, assumed, host)

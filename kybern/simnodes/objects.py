@@ -1,5 +1,6 @@
-"""Sans-I/O pieces of the simulated nodes: the Node and Lease objects a kubelet would register,
-Go duration parsing for `sim.kybern.io/run-for`, pod-CIDR and address allocation, the per-pod
+"""Sans-I/O pieces of the simulated nodes: the Node and Lease objects a kubelet would register
+and a Lease renewal's merge patch (encoded from parts encoded once per node), Go duration
+parsing for `sim.kybern.io/run-for`, pod-CIDR and address allocation, the per-pod
 simulation state (`PodSim`: running, terminated or in CrashLoopBackOff, restarts, IP) and the
 pod status a kubelet would report for that state. Everything here is pure so the status logic
 is unit-tested without a server."""
@@ -14,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 import kybern
 
@@ -249,6 +252,21 @@ def lease_object(name: str, node_uid: str, duration: int, now: str) -> Obj:
         },
         "spec": {"holderIdentity": name, "leaseDurationSeconds": duration, "renewTime": now},
     }
+
+
+class LeaseRenewal:
+    """A node's Lease renewal: its path, and its merge patch encoded as
+    `orjson.dumps({"spec": {"holderIdentity": holder, "renewTime": now}})` encodes it, from
+    parts encoded once."""
+
+    __slots__ = ("_head", "path")
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self._head = b'{"spec":{"holderIdentity":' + orjson.dumps(holder) + b',"renewTime":'
+
+    def body(self, now: str) -> bytes:
+        return self._head + orjson.dumps(now) + b"}}"
 
 
 def node_ready(node: Obj) -> bool:

@@ -97,8 +97,9 @@ class SimNodes:
         self._sims: dict[str, o.PodSim] = {}
         self._written: dict[str, o.Obj] = {}
         # the status last computed for a pod, and what it was computed from
-        self._desired: dict[str, tuple[tuple[Any, ...], o.Obj]] = {}
+        self._desired: dict[str, tuple[tuple[Any, ...], o.Obj]] = {}  # compared, not hashed
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._leases: dict[str, o.LeaseRenewal] = {}
         self._factory = informer.InformerFactory(client)
         self._pods = self._factory.informer(PODS, field_selector=BOUND)
         self._nodes = self._factory.informer(NODES)
@@ -272,11 +273,20 @@ class SimNodes:
     # ---- heartbeats -------------------------------------------------------------------------
 
     async def _renew(self, name: str) -> None:
-        patch = {"spec": {"holderIdentity": name, "renewTime": o.micro_time(time.time())}}
-        path = rest.resource_path(LEASES, o.LEASE_NAMESPACE, name)
+        renewal = self._leases.get(name)
+        if renewal is None:
+            renewal = self._leases[name] = o.LeaseRenewal(
+                rest.resource_path(LEASES, o.LEASE_NAMESPACE, name), name
+            )
         try:
             # the renewed Lease is not needed: no decoding of the answer
-            await self.client.request("PATCH", path, body=patch, content_type=MERGE, decode=False)
+            await self.client.request(
+                "PATCH",
+                renewal.path,
+                body=renewal.body(o.micro_time(time.time())),
+                content_type=MERGE,
+                decode=False,
+            )
             self._heartbeats += 1
         except errors.StatusError as e:
             self._hb_failures += 1
@@ -341,7 +351,22 @@ class SimNodes:
 
     def _on_pod(self, pod: o.Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName") in self._index:
-            self.queue.add(("pod", informer.key_of(pod)))
+            key = informer.key_of(pod)
+            if not self._settled(key, pod):
+                self.queue.add(("pod", key))
+
+    def _settled(self, key: str, pod: o.Obj) -> bool:
+        """True when `_sync_pod` would find nothing to do for `pod` (the informer's latest):
+        it is our last status write coming back. Such an event is not queued at all."""
+        written = self._written.get(key)
+        sim = self._sims.get(key)
+        if written is None or sim is None:
+            return False
+        meta = pod["metadata"]
+        if sim.uid != meta.get("uid") or meta.get("deletionTimestamp"):
+            return False
+        desired = self._desired_status(key, pod, sim)
+        return written is desired and (pod.get("status") or {}).get("phase") == desired["phase"]
 
     def _on_pod_gone(self, pod: o.Obj) -> None:
         key = informer.key_of(pod)
@@ -452,8 +477,8 @@ class SimNodes:
         meta = pod["metadata"]
         sig = (
             sim.state_key(),
-            tuple((c.get("name"), c.get("image")) for c in spec.get("containers") or ()),
-            tuple((c.get("name"), c.get("image")) for c in spec.get("initContainers") or ()),
+            [(c.get("name"), c.get("image")) for c in spec.get("containers") or ()],
+            [(c.get("name"), c.get("image")) for c in spec.get("initContainers") or ()],
             (pod.get("status") or {}).get("qosClass"),
             meta.get("name"),
             meta.get("namespace"),

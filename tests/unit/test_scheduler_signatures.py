@@ -215,3 +215,68 @@ def test_signed_values_survive_a_restarted_change_log() -> None:
         fb = plain.find_nodes_that_fit(sb, first, cache.node_infos(), fw.Diagnosis())
         assert [n.name for n in fa] == [n.name for n in fb]
         assert signed.run_score(sa, first, fa, cache) == plain.run_score(sb, first, fb)
+
+
+def plain_node(i: int, prefer: bool = False) -> Obj:
+    """A node without taints unless `prefer` (a PreferNoSchedule taint, scored)."""
+    taints = [{"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}] if prefer else []
+    return {
+        "metadata": {"name": f"n{i}", "labels": {"kubernetes.io/hostname": f"n{i}"}},
+        "spec": {"taints": taints},
+        "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "20"}},
+    }
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_uniform_scores_and_confirmed_pods_decide_like_every_plugin(seed: int) -> None:
+    """Raw scores equal on every node (no PreferNoSchedule taint anywhere, or all tolerated)
+    skip normalizing; a node update that taints one ends that. Pods confirmed by the informer
+    where they were assumed (`Cache.confirm_pod`) log no node change. Neither changes a
+    decision."""
+    rng = random.Random(seed)
+    cache = Cache()
+    count = 130
+    tainted: set[int] = set()
+    for i in range(count):
+        cache.add_node(plain_node(i))
+    signed, plain = frameworks(cache)
+    assumed: list[tuple[PodInfo, Obj]] = []
+    uniform_seen: set[bool | None] = set()
+    confirmed = 0
+    for i in range(600):
+        p = pod(rng, i)
+        p["spec"].pop("topologySpreadConstraints", None)
+        pi = PodInfo(p)
+        nodes = cache.node_infos()
+        sa, sb = fw.CycleState(), fw.CycleState()
+        fa = signed.find_nodes_that_fit(sa, pi, nodes, fw.Diagnosis(), cache)
+        fb = plain.find_nodes_that_fit(sb, pi, nodes, fw.Diagnosis())
+        assert [n.name for n in fa] == [n.name for n in fb]
+        if fa:
+            ta = signed.run_score(sa, pi, fa, cache)
+            assert ta == plain.run_score(sb, pi, fb)
+            uniform_seen |= {
+                e.uniform
+                for k, e in signed._signed.items()
+                if isinstance(k, tuple) and k[:2] == ("score", "TaintToleration")
+            }
+            if rng.random() < 0.7:  # else only evaluated: the next cycle sees fewer changes
+                a = pi.with_node(fa[ta.index(max(ta))].name)
+                cache.assume_pod(a)
+                assumed.append((a, p))
+        r = rng.random()
+        if r < 0.4 and assumed:  # the informer shows it bound where it was assumed
+            a, raw = assumed.pop(rng.randrange(len(assumed)))
+            seen = {**raw, "spec": {**raw["spec"], "nodeName": a.node_name}}
+            seen["metadata"] = {**raw["metadata"], "resourceVersion": str(i)}
+            again = a.rebound(seen)
+            assert again is not None and cache.confirm_pod(again)
+            confirmed += 1
+        elif r < 0.45 and assumed:
+            cache.forget_pod(assumed.pop(rng.randrange(len(assumed)))[0])
+        elif r < 0.55:  # a node gains or loses its PreferNoSchedule taint
+            j = rng.randrange(count)
+            tainted ^= {j}
+            cache.update_node(plain_node(j, prefer=j in tainted))
+    assert confirmed > 80
+    assert {True, False} <= uniform_seen  # both the uniform and the general path ran

@@ -137,6 +137,13 @@ def default_normalize_score(scores: list[int], reverse: bool = False) -> None:
         scores[i] = fw.MAX_NODE_SCORE - s if reverse else s
 
 
+def default_normalize_uniform(score: int, reverse: bool = False) -> int:
+    """What `default_normalize_score` makes of scores that are all `score`."""
+    if score == 0:
+        return fw.MAX_NODE_SCORE if reverse else 0
+    return 0 if reverse else fw.MAX_NODE_SCORE
+
+
 class NodeAffinity:
     name: ClassVar[str] = "NodeAffinity"
 
@@ -204,6 +211,9 @@ class NodeAffinity:
     ) -> fw.Status | None:
         default_normalize_score(scores)
         return None
+
+    def normalize_uniform(self, state: fw.CycleState, pod: PodInfo, score: int) -> int:
+        return default_normalize_uniform(score)
 
 
 def new_node_affinity(args: Mapping[str, Any], handle: fw.Handle) -> fw.Plugin:

@@ -9,7 +9,10 @@ from typing import Any, ClassVar
 
 from kybern.scheduler import framework as fw
 from kybern.scheduler.nodeinfo import NodeInfo, PodInfo, find_untolerated, tolerates
-from kybern.scheduler.plugins.nodeaffinity import default_normalize_score
+from kybern.scheduler.plugins.nodeaffinity import (
+    default_normalize_score,
+    default_normalize_uniform,
+)
 
 _SCORE_KEY = "PreScoreTaintToleration"
 
@@ -76,6 +79,9 @@ class TaintToleration:
     ) -> fw.Status | None:
         default_normalize_score(scores, reverse=True)
         return None
+
+    def normalize_uniform(self, state: fw.CycleState, pod: PodInfo, score: int) -> int:
+        return default_normalize_uniform(score, reverse=True)
 
 
 def new_taint_toleration(args: Mapping[str, Any], handle: fw.Handle) -> fw.Plugin:
