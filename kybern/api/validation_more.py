@@ -1,14 +1,13 @@
-"""Validation of the networking, scheduling, node, autoscaling, certificates, storage-capacity,
-admission-policy and flow-control kinds (split from `validation_kinds`, which dispatches here):
-the main rules of `pkg/apis/{networking,scheduling,node,autoscaling,certificates,storage,
-admissionregistration,flowcontrol}/validation` with Kubernetes' wording. CEL expressions of
-admission policies are not compiled (the policies are stored, not enforced)."""
+"""Validation of the scheduling, node, autoscaling, certificates and storage-capacity kinds (the
+main rules of `pkg/apis/{scheduling,node,autoscaling,certificates,storage}/validation` with
+Kubernetes' wording), and the create/update dispatch for all the newer built-in kinds, which
+`validation_kinds` hands over here: the networking kinds are validated in
+`validation_networking`, the admission-policy and flow-control kinds in `validation_policy`."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from kybern.api import errors
 from kybern.api import validation as v
 from kybern.api.validation import FieldErrors, _c, _d, _enum, _invalid, _is_int, _l
+from kybern.api.validation_networking import _each, _ingress, _ingress_class, _network_policy
+from kybern.api.validation_policy import _flow_schema, _priority_level, _vap, _vap_binding
 
 Obj = dict[str, Any]
 
@@ -27,16 +28,6 @@ SYSTEM_PRIORITY_CLASSES = {
     "system-node-critical": 2_000_001_000,
     "system-cluster-critical": 2_000_000_000,
 }
-_PROTOCOLS = ["SCTP", "TCP", "UDP"]
-_PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]
-_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
-_INVALID_PATH_SUFFIXES = ("/..", "/.")
-_WILDCARD_FMT = "\\*\\." + v.DNS1123_SUBDOMAIN_FMT
-_WILDCARD_MSG = (
-    "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, "
-    "which must consist of lower case alphanumeric characters, '-' or '.' and end with an "
-    "alphanumeric character"
-)
 _KEY_USAGES = sorted(
     [
         "signing",
@@ -67,10 +58,6 @@ _KEY_USAGES = sorted(
 _TRUE_ONLY = ("Approved", "Denied", "Failed")
 
 
-def _each(path: str, value: Any, msgs: list[str]) -> FieldErrors:
-    return [_invalid(path, value, m) for m in msgs]
-
-
 def _immutable(new: Any, old: Any, path: str) -> FieldErrors:
     return [] if v._norm(new) == v._norm(old) else [_invalid(path, new, v.FIELD_IMMUTABLE)]
 
@@ -83,213 +70,6 @@ def _quantity(value: Any, path: str) -> FieldErrors:
     except ValueError as e:
         return [_invalid(path, value, str(e))]
     return [_invalid(path, value, v.IS_NEGATIVE)] if q < 0 else []
-
-
-def _is_wildcard(host: str) -> bool:
-    return re.fullmatch(_WILDCARD_FMT, host) is not None and len(host) <= 253
-
-
-def _host(host: str, path: str) -> FieldErrors:
-    """An Ingress rule or TLS host: a DNS name (or `*.` wildcard), not an IP address."""
-    try:
-        ipaddress.ip_address(host)
-        return [_invalid(path, host, "must be a DNS name, not an IP address")]
-    except ValueError:
-        pass
-    if host.startswith("*"):
-        if _is_wildcard(host):
-            return []
-        return [_invalid(path, host, v.regex_error(_WILDCARD_MSG, _WILDCARD_FMT, "*.example.com"))]
-    return _each(path, host, v.is_dns1123_subdomain(host))
-
-
-# ---------------------------------------------------------------- networking.k8s.io
-
-
-def _ingress_backend(backend: Any, path: str) -> FieldErrors:
-    b = _d(backend)
-    service, resource = b.get("service"), b.get("resource")
-    if service is not None and resource is not None:
-        return [_invalid(path, "", "cannot set both resource and service backends")]
-    if resource is not None:
-        r, errs = _d(resource), []
-        if not r.get("kind"):
-            errs.append(errors.required(_c(path, "resource", "kind")))
-        if not r.get("name"):
-            errs.append(errors.required(_c(path, "resource", "name")))
-        return errs
-    if service is None:
-        return [_invalid(path, "", "resource or service backend is required")]
-    s, errs = _d(service), []
-    name = s.get("name") or ""
-    if not name:
-        errs.append(errors.required(_c(path, "service", "name")))
-    else:
-        errs += _each(_c(path, "service", "name"), name, v.is_dns1035_label(str(name)))
-    port = _d(s.get("port"))
-    pname, pnum = port.get("name") or "", port.get("number") or 0
-    if pname and pnum:
-        errs.append(_invalid(path, "", "cannot set both port name & port number"))
-    elif pname:
-        errs += _each(_c(path, "service", "port", "name"), pname, v.is_valid_port_name(pname))
-    elif pnum:
-        errs += _each(_c(path, "service", "port", "number"), pnum, v.is_valid_port_num(pnum))
-    else:
-        errs.append(errors.required(path, "port name or number is required"))
-    return errs
-
-
-def _ingress_path(p: Any, path: str) -> FieldErrors:
-    p, errs = _d(p), []
-    ptype, value = p.get("pathType"), p.get("path") or ""
-    if not ptype:
-        errs.append(errors.required(_c(path, "pathType"), "pathType must be specified"))
-    elif ptype not in _PATH_TYPES:
-        errs.append(errors.not_supported(_c(path, "pathType"), ptype, _PATH_TYPES))
-    elif ptype in ("Exact", "Prefix"):
-        if not value.startswith("/"):
-            errs.append(_invalid(_c(path, "path"), value, "must be an absolute path"))
-        for seq in _INVALID_PATH_SEQUENCES:
-            if seq in value:
-                errs.append(_invalid(_c(path, "path"), value, f"must not contain '{seq}'"))
-        for suffix in _INVALID_PATH_SUFFIXES:
-            if value.endswith(suffix):
-                errs.append(_invalid(_c(path, "path"), value, f"cannot end with '{suffix}'"))
-    elif value and not value.startswith("/"):
-        errs.append(_invalid(_c(path, "path"), value, "must be an absolute path"))
-    return errs + _ingress_backend(p.get("backend"), _c(path, "backend"))
-
-
-def _ingress(obj: Obj) -> FieldErrors:
-    spec, errs = _d(obj.get("spec")), []
-    rules = _l(spec.get("rules"))
-    if not rules and spec.get("defaultBackend") is None:
-        errs.append(_invalid("spec", [], "either `defaultBackend` or `rules` must be specified"))
-    if spec.get("defaultBackend") is not None:
-        errs += _ingress_backend(spec["defaultBackend"], "spec.defaultBackend")
-    for i, rule in enumerate(rules):
-        rule, rpath = _d(rule), f"spec.rules[{i}]"
-        if host := rule.get("host"):
-            errs += _host(str(host), _c(rpath, "host"))
-        if "http" in rule:
-            paths = _l(_d(rule.get("http")).get("paths"))
-            if not paths:
-                errs.append(errors.required(_c(rpath, "http", "paths")))
-            for j, p in enumerate(paths):
-                errs += _ingress_path(p, f"{rpath}.http.paths[{j}]")
-    for i, tls in enumerate(_l(spec.get("tls"))):
-        for j, host in enumerate(_l(_d(tls).get("hosts"))):
-            errs += _host(str(host), f"spec.tls[{i}].hosts[{j}]")
-    if cls := spec.get("ingressClassName"):
-        errs += _each("spec.ingressClassName", cls, v.is_dns1123_subdomain(str(cls)))
-    return errs
-
-
-def _ingress_class(obj: Obj) -> FieldErrors:
-    spec, errs = _d(obj.get("spec")), []
-    controller = str(spec.get("controller") or "")
-    if not controller:
-        errs.append(errors.required("spec.controller"))
-    elif len(controller) > 250:
-        errs.append(errors.too_long("spec.controller", controller, 250))
-    else:
-        domain, slash, rest = controller.partition("/")
-        if not slash or not rest:
-            errs.append(_invalid("spec.controller", controller, "must be a domain-prefixed path"))
-        else:
-            errs += _each("spec.controller", domain, v.is_dns1123_subdomain(domain))
-    if spec.get("parameters") is not None:
-        p, ppath = _d(spec["parameters"]), "spec.parameters"
-        if not p.get("kind"):
-            errs.append(errors.required(_c(ppath, "kind")))
-        if not p.get("name"):
-            errs.append(errors.required(_c(ppath, "name")))
-        scope = p.get("scope")
-        if scope not in (None, "Cluster", "Namespace"):
-            errs.append(errors.not_supported(_c(ppath, "scope"), scope, ["Cluster", "Namespace"]))
-        elif scope == "Namespace" and not p.get("namespace"):
-            errs.append(
-                errors.required(_c(ppath, "namespace"), "`parameters.scope` is set to 'Namespace'")
-            )
-        elif scope == "Cluster" and p.get("namespace"):
-            errs.append(
-                errors.forbidden(_c(ppath, "namespace"), "`parameters.scope` is set to 'Cluster'")
-            )
-    return errs
-
-
-def _np_port(port: Any, path: str) -> FieldErrors:
-    port, errs = _d(port), []
-    errs += _enum(port.get("protocol"), _c(path, "protocol"), _PROTOCOLS)
-    value, end = port.get("port"), port.get("endPort")
-    if _is_int(value):
-        errs += _each(_c(path, "port"), value, v.is_valid_port_num(value))
-        if end is not None:
-            if not _is_int(end) or end < value:
-                detail = "must be greater than or equal to `port`"
-                errs.append(_invalid(_c(path, "endPort"), end, detail))
-            else:
-                errs += _each(_c(path, "endPort"), end, v.is_valid_port_num(end))
-    elif isinstance(value, str):
-        errs += _each(_c(path, "port"), value, v.is_valid_port_name(value))
-        if end is not None:
-            detail = "may not be specified when `port` is non-numeric"
-            errs.append(errors.forbidden(_c(path, "endPort"), detail))
-    elif end is not None:
-        errs.append(errors.required(_c(path, "port"), "when endPort is specified"))
-    return errs
-
-
-def _np_peer(peer: Any, path: str) -> FieldErrors:
-    peer, errs = _d(peer), []
-    selectors = [k for k in ("podSelector", "namespaceSelector") if peer.get(k) is not None]
-    block = peer.get("ipBlock")
-    if block is not None and selectors:
-        return [errors.forbidden(path, "may not specify both ipBlock and another peer")]
-    if block is None and not selectors:
-        return [errors.required(path, "must specify a peer")]
-    for k in selectors:
-        errs += v.validate_label_selector(peer[k], _c(path, k))
-    if block is not None:
-        b, bpath = _d(block), _c(path, "ipBlock")
-        cidr = str(b.get("cidr") or "")
-        if not cidr:
-            return [*errs, errors.required(_c(bpath, "cidr"))]
-        try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            return [*errs, _invalid(_c(bpath, "cidr"), cidr, "must be a valid CIDR value")]
-        for i, exc in enumerate(_l(b.get("except"))):
-            epath = f"{bpath}.except[{i}]"
-            try:
-                enet = ipaddress.ip_network(str(exc), strict=False)
-            except ValueError:
-                errs.append(_invalid(epath, exc, "must be a valid CIDR value"))
-                continue
-            if enet.version != net.version or not enet.subnet_of(net):  # type: ignore[arg-type]
-                errs.append(_invalid(epath, exc, "must be a strict subset of `cidr`"))
-    return errs
-
-
-def _network_policy(obj: Obj) -> FieldErrors:
-    spec = _d(obj.get("spec"))
-    errs = v.validate_label_selector(spec.get("podSelector"), "spec.podSelector")
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
-        for i, rule in enumerate(_l(spec.get(direction))):
-            rule, rpath = _d(rule), f"spec.{direction}[{i}]"
-            for j, port in enumerate(_l(rule.get("ports"))):
-                errs += _np_port(port, f"{rpath}.ports[{j}]")
-            for j, peer in enumerate(_l(rule.get(peers))):
-                errs += _np_peer(peer, f"{rpath}.{peers}[{j}]")
-    types = _l(spec.get("policyTypes"))
-    if len(types) > 2:
-        errs.append(
-            _invalid("spec.policyTypes", types, "may not specify more than two policyTypes")
-        )
-    for i, t in enumerate(types):
-        if t not in ("Ingress", "Egress"):
-            errs.append(errors.not_supported(f"spec.policyTypes[{i}]", t, ["Egress", "Ingress"]))
-    return errs
 
 
 # ---------------------------------------------------------------- scheduling, node
@@ -648,154 +428,6 @@ def _csi_storage_capacity(obj: Obj) -> FieldErrors:
     errs += v.validate_label_selector(obj.get("nodeTopology"), "nodeTopology")
     errs += _quantity(obj.get("capacity"), "capacity")
     errs += _quantity(obj.get("maximumVolumeSize"), "maximumVolumeSize")
-    return errs
-
-
-# ---------------------------------------------------------------- admissionregistration
-
-
-def _vap(obj: Obj) -> FieldErrors:
-    spec, errs = _d(obj.get("spec")), []
-    validations = _l(spec.get("validations"))
-    if not validations and not _l(spec.get("auditAnnotations")):
-        errs.append(
-            errors.required(
-                "spec.validations", "validations or auditAnnotations must contain at least one item"
-            )
-        )
-    for i, val in enumerate(validations):
-        if not _d(val).get("expression"):
-            errs.append(errors.required(f"spec.validations[{i}].expression"))
-        reason = _d(val).get("reason")
-        supported = ["Forbidden", "Invalid", "RequestEntityTooLarge", "Unauthorized"]
-        errs += _enum(reason, f"spec.validations[{i}].reason", supported)
-    errs += _enum(spec.get("failurePolicy"), "spec.failurePolicy", ["Fail", "Ignore"])
-    if spec.get("paramKind") is not None:
-        pk = _d(spec["paramKind"])
-        for k in ("apiVersion", "kind"):
-            if not pk.get(k):
-                errs.append(errors.required(f"spec.paramKind.{k}"))
-    if spec.get("matchConstraints") is None:
-        errs.append(errors.required("spec.matchConstraints"))
-    elif not _l(_d(spec["matchConstraints"]).get("resourceRules")):
-        errs.append(errors.required("spec.matchConstraints.resourceRules"))
-    for i, var in enumerate(_l(spec.get("variables"))):
-        var, vpath = _d(var), f"spec.variables[{i}]"
-        if not var.get("name"):
-            errs.append(errors.required(_c(vpath, "name")))
-        if not var.get("expression"):
-            errs.append(errors.required(_c(vpath, "expression")))
-    return errs
-
-
-def _vap_binding(obj: Obj) -> FieldErrors:
-    spec, errs = _d(obj.get("spec")), []
-    if not spec.get("policyName"):
-        errs.append(errors.required("spec.policyName"))
-    actions = _l(spec.get("validationActions"))
-    if not actions:
-        errs.append(errors.required("spec.validationActions"))
-    seen: set[Any] = set()
-    for i, a in enumerate(actions):
-        path = f"spec.validationActions[{i}]"
-        if a not in ("Audit", "Deny", "Warn"):
-            errs.append(errors.not_supported(path, a, ["Audit", "Deny", "Warn"]))
-        if a in seen:
-            errs.append(errors.duplicate(path, a))
-        seen.add(a)
-    if "Deny" in seen and "Warn" in seen:
-        detail = (
-            "must not contain both Deny and Warn (repeating the same validation failure "
-            "information in the API response and headers serves no purpose)"
-        )
-        errs.append(_invalid("spec.validationActions", sorted(seen), detail))
-    if spec.get("paramRef") is not None:
-        pr = _d(spec["paramRef"])
-        if pr.get("name") and pr.get("selector") is not None:
-            errs.append(
-                errors.forbidden("spec.paramRef.name", "name and selector are mutually exclusive")
-            )
-        errs += _enum(
-            pr.get("parameterNotFoundAction"),
-            "spec.paramRef.parameterNotFoundAction",
-            ["Allow", "Deny"],
-        )
-    return errs
-
-
-# ---------------------------------------------------------------- flowcontrol.apiserver.k8s.io
-
-
-def _flow_schema(obj: Obj) -> FieldErrors:
-    spec, errs = _d(obj.get("spec")), []
-    if not _d(spec.get("priorityLevelConfiguration")).get("name"):
-        errs.append(errors.required("spec.priorityLevelConfiguration.name"))
-    prec = spec.get("matchingPrecedence")
-    if _is_int(prec) and not 1 <= prec <= 10000:
-        errs.append(_invalid("spec.matchingPrecedence", prec, v.inclusive_range_error(1, 10000)))
-    if spec.get("distinguisherMethod") is not None:
-        typ = _d(spec["distinguisherMethod"]).get("type") or ""
-        errs += _enum(typ, "spec.distinguisherMethod.type", ["ByNamespace", "ByUser"])
-    for i, rule in enumerate(_l(spec.get("rules"))):
-        rule, rpath = _d(rule), f"spec.rules[{i}]"
-        if not _l(rule.get("subjects")):
-            errs.append(errors.required(_c(rpath, "subjects")))
-        for j, s in enumerate(_l(rule.get("subjects"))):
-            errs += _enum(
-                _d(s).get("kind") or "",
-                f"{rpath}.subjects[{j}].kind",
-                ["Group", "ServiceAccount", "User"],
-            )
-        if not _l(rule.get("resourceRules")) and not _l(rule.get("nonResourceRules")):
-            detail = "at least one of resourceRules and nonResourceRules has to be non-empty"
-            errs.append(errors.required(rpath, detail))
-    return errs
-
-
-def _priority_level(obj: Obj) -> FieldErrors:
-    spec, errs = _d(obj.get("spec")), []
-    typ = spec.get("type") or ""
-    errs += _enum(typ, "spec.type", ["Exempt", "Limited"])
-    limited, exempt = spec.get("limited"), spec.get("exempt")
-    if typ == "Limited":
-        if exempt is not None:
-            errs.append(errors.forbidden("spec.exempt", "must be nil if the type is Limited"))
-        if limited is None:
-            errs.append(errors.required("spec.limited", "must not be empty when type is Limited"))
-    elif typ == "Exempt" and limited is not None:
-        errs.append(errors.forbidden("spec.limited", "must be nil if the type is not Limited"))
-    if limited is not None:
-        lim = _d(limited)
-        shares = lim.get("nominalConcurrencyShares")
-        if _is_int(shares) and shares < 0:
-            errs.append(_invalid("spec.limited.nominalConcurrencyShares", shares, v.IS_NEGATIVE))
-        for k in ("lendablePercent", "borrowingLimitPercent"):
-            pct = lim.get(k)
-            if _is_int(pct) and (pct < 0 or (k == "lendablePercent" and pct > 100)):
-                detail = (
-                    "must be between 0 and 100, inclusive"
-                    if k == "lendablePercent"
-                    else v.IS_NEGATIVE
-                )
-                errs.append(_invalid(f"spec.limited.{k}", pct, detail))
-        lr, lpath = _d(lim.get("limitResponse")), "spec.limited.limitResponse"
-        lrt = lr.get("type") or ""
-        errs += _enum(lrt, _c(lpath, "type"), ["Queue", "Reject"])
-        if lrt == "Queue":
-            q, qpath = _d(lr.get("queuing")), _c(lpath, "queuing")
-            queues, hand, qll = q.get("queues"), q.get("handSize"), q.get("queueLengthLimit")
-            if _is_int(queues) and queues <= 0:
-                errs.append(_invalid(_c(qpath, "queues"), queues, "must be positive"))
-            if _is_int(qll) and qll <= 0:
-                errs.append(_invalid(_c(qpath, "queueLengthLimit"), qll, "must be positive"))
-            if _is_int(hand) and hand <= 0:
-                errs.append(_invalid(_c(qpath, "handSize"), hand, "must be positive"))
-            elif _is_int(hand) and _is_int(queues) and hand > queues:
-                detail = f"should not be greater than queues ({queues})"
-                errs.append(_invalid(_c(qpath, "handSize"), hand, detail))
-        elif lrt == "Reject" and lr.get("queuing") is not None:
-            detail = "must be nil if limited.limitResponse.type is not Limited"
-            errs.append(errors.forbidden(_c(lpath, "queuing"), detail))
     return errs
 
 

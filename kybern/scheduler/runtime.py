@@ -6,12 +6,12 @@ to evaluate (`percentageOfNodesToScore`, rotating start index), and picks the be
 random tie-break. Everything here is synchronous except the binding-cycle extension points.
 
 Plugins that sign pods (`SignPlugin`) are not re-run on every sampled node: their per-node
-results (the filter status, the weighted sum of raw scores) are kept per pod signature, aligned
-with the snapshot's node list, and recomputed only for the nodes the snapshot logged as changed
-(the one a pod was just assumed on, those the informers touched). A cycle then slices the
-sample out of those lists and picks the best node in C-level list operations; a normalized
-plugin whose kept raw scores are equal on every node (`UniformNormalizePlugin`) only adds a
-constant, without a pass over the sample."""
+results (the filter status, the weighted sum of raw scores) are kept per pod signature
+(`nodevalues.SignedValues`), aligned with the snapshot's node list, and recomputed only for
+the nodes the snapshot logged as changed (the one a pod was just assumed on, those the
+informers touched). A cycle then slices the sample out of those lists and picks the best node
+in C-level list operations; a normalized plugin whose kept raw scores are equal on every node
+(`UniformNormalizePlugin`) only adds a constant, without a pass over the sample."""
 
 from __future__ import annotations
 
@@ -19,87 +19,31 @@ import itertools
 import logging
 import operator
 import random
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import cast
 
 from kybern.scheduler import framework as fw
 from kybern.scheduler import profile as profmod
 from kybern.scheduler.nodeinfo import NodeInfo, PodInfo
+from kybern.scheduler.nodevalues import (
+    BatchFilter,
+    BatchScore,
+    ChangeLog,
+    SignedValues,
+    Window,
+    batch_filter,
+    batch_score,
+    filter_each,
+    num_feasible_nodes_to_find,
+    take,
+)
 
 log = logging.getLogger("kybern.scheduler")
 
-MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_CHUNK = 16  # nodes filtered per batch call once most of the sample is found
-MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
-SIGNED_VALUES_KEPT = 32  # per-node value lists kept (least recently used dropped)
 FEW_TIES = 8  # select_host finds the n-th best node by index() below this, else in one pass
-T = TypeVar("T")
-
-
-class ChangeLog(Protocol):
-    """What a snapshot offers to keep per-node values current (the scheduler's `Cache`)."""
-
-    def node_infos(self) -> list[NodeInfo]: ...
-
-    def changes_since(self, position: int) -> list[NodeInfo] | None: ...
-
-    def change_position(self) -> int: ...
-
-
-class _NodeValues:
-    """One value per node of `nodes` (a snapshot's node list) for one signature, current as
-    of change-log `position`; `uniform`: whether all values are equal (None: not known yet;
-    once False it stays so until the values are computed afresh)."""
-
-    __slots__ = ("nodes", "position", "uniform", "values")
-
-    def __init__(self, nodes: list[NodeInfo], values: list[Any], position: int) -> None:
-        self.nodes = nodes
-        self.values = values
-        self.position = position
-        self.uniform: bool | None = None
-
-    def is_uniform(self) -> bool:
-        """True when every node has the same value (and there is at least one node)."""
-        if self.uniform is None:
-            values = self.values
-            self.uniform = bool(values) and values.count(values[0]) == len(values)
-        return self.uniform
-
-
-class _Window:
-    """The nodes a cycle evaluated: `count` positions of the node list from `start` (wrapping),
-    and which of them were feasible (`mask`, None when all were)."""
-
-    __slots__ = ("count", "feasible", "mask", "nodes", "start")
-
-    def __init__(
-        self,
-        nodes: list[NodeInfo],
-        start: int,
-        count: int,
-        mask: list[bool] | None,
-        feasible: list[NodeInfo],
-    ) -> None:
-        self.nodes = nodes
-        self.start = start
-        self.count = count
-        self.mask = mask
-        self.feasible = feasible
-
-    def take(self, values: list[T]) -> list[T]:
-        """The values of the feasible nodes, in evaluation order (a new list)."""
-        return _take(values, self.start, self.count, self.mask)
-
-
-def _take(values: list[T], start: int, count: int, mask: Sequence[bool] | None) -> list[T]:
-    end = start + count
-    n = len(values)
-    out = values[start:end] if end <= n else values[start:] + values[: end - n]
-    return out if mask is None else list(itertools.compress(out, mask))
 
 
 @dataclass
@@ -109,53 +53,12 @@ class ScheduleResult:
     feasible_nodes: int
 
 
-BatchFilter = Callable[[fw.CycleState, PodInfo, list[NodeInfo]], dict[int, fw.Status]]
-BatchScore = Callable[[fw.CycleState, PodInfo, list[NodeInfo]], list[int]]
 Normalize = Callable[[fw.CycleState, PodInfo, list[NodeInfo], list[int]], fw.Status | None]
-
-
-def _batch_filter(pl: fw.FilterPlugin) -> BatchFilter:
-    if isinstance(pl, fw.BatchFilterPlugin):
-        return pl.filter_nodes
-    f = pl.filter
-
-    def filter_nodes(
-        state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]
-    ) -> dict[int, fw.Status]:
-        out: dict[int, fw.Status] = {}
-        for i, n in enumerate(nodes):
-            st = f(state, pod, n)
-            if st is not None and st.code != fw.Code.SUCCESS:
-                out[i] = st
-        return out
-
-    return filter_nodes
-
-
-def _batch_score(pl: fw.ScorePlugin) -> BatchScore:
-    if isinstance(pl, fw.BatchScorePlugin):
-        return pl.score_nodes
-    f = pl.score
-
-    def score_nodes(state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
-        return [f(state, pod, n) for n in nodes]
-
-    return score_nodes
 
 
 class NoNodesAvailable(Exception):
     def __str__(self) -> str:
         return NO_NODES_AVAILABLE
-
-
-def num_feasible_nodes_to_find(percentage: int, num_all_nodes: int) -> int:
-    """kube's adaptive sample size: all nodes below 100, else 50% - n/125 (at least 5%), and
-    never fewer than 100."""
-    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND:
-        return num_all_nodes
-    if percentage <= 0:
-        percentage = max(50 - num_all_nodes // 125, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
-    return max(num_all_nodes * min(percentage, 100) // 100, MIN_FEASIBLE_NODES_TO_FIND)
 
 
 class Framework:
@@ -198,12 +101,12 @@ class Framework:
             raise ValueError("at least one bind plugin is required")
         # the hot paths, resolved once: batch capabilities or per-node fallbacks
         self._filters: list[tuple[str, BatchFilter]] = [
-            (pl.name, _batch_filter(pl)) for pl in self.filter
+            (pl.name, batch_filter(pl)) for pl in self.filter
         ]
         self._scorers: list[tuple[str, BatchScore, Normalize | None, int]] = [
             (
                 pl.name,
-                _batch_score(pl),
+                batch_score(pl),
                 pl.normalize_score if isinstance(pl, fw.ScoreExtensions) else None,
                 self.weights.get(pl.name, 1),
             )
@@ -214,17 +117,13 @@ class Framework:
         self._signers: dict[str, Callable[[PodInfo], Hashable | None]] = {
             name: pl.sign_pod for name, pl in self.plugins.items() if isinstance(pl, fw.SignPlugin)
         }
-        self._signed: OrderedDict[Hashable, _NodeValues] = OrderedDict()
-        self._index: tuple[list[NodeInfo], dict[str, int]] | None = None
-        self._dirty_memo: (
-            tuple[list[NodeInfo], int, int, tuple[list[NodeInfo], list[int]]] | None
-        ) = None
+        self._signed = SignedValues()
         self._uniform: dict[str, Callable[[fw.CycleState, PodInfo, int], int]] = {
             pl.name: pl.normalize_uniform
             for pl in self.score
             if isinstance(pl, fw.UniformNormalizePlugin) and isinstance(pl, fw.ScoreExtensions)
         }
-        self._window: _Window | None = None  # what the last find_nodes_that_fit evaluated
+        self._window: Window | None = None  # what the last find_nodes_that_fit evaluated
 
     def _at(self, point: str) -> list[fw.Plugin]:
         return [self.plugins[n] for n in self.points[point]]
@@ -279,69 +178,6 @@ class Framework:
 
     # ---- per-node values kept per pod signature ---------------------------------------------
 
-    def _node_values(
-        self, snap: ChangeLog, key: Hashable, compute: Callable[[list[NodeInfo]], list[Any]]
-    ) -> list[Any]:
-        """`compute(nodes)` for every node of the snapshot, kept under `key` (a signature)
-        and recomputed only for the nodes changed since the last call."""
-        return self._node_entry(snap, key, compute).values
-
-    def _node_entry(
-        self, snap: ChangeLog, key: Hashable, compute: Callable[[list[NodeInfo]], list[Any]]
-    ) -> _NodeValues:
-        nodes = snap.node_infos()
-        entry = self._signed.get(key)
-        if entry is not None and entry.nodes is nodes:
-            end = snap.change_position()
-            dirty = self._dirty(snap, nodes, entry.position, end)
-            if dirty is not None:
-                entry.position = end
-                if dirty:
-                    values, new = entry.values, compute(dirty[0])
-                    if entry.uniform and new.count(values[0]) != len(new):
-                        entry.uniform = False
-                    for i, v in zip(dirty[1], new, strict=True):
-                        values[i] = v
-                self._signed.move_to_end(key)
-                return entry
-        position = snap.change_position()
-        entry = self._signed[key] = _NodeValues(nodes, compute(nodes), position)
-        self._signed.move_to_end(key)
-        if len(self._signed) > SIGNED_VALUES_KEPT:
-            self._signed.popitem(last=False)
-        return entry
-
-    def _dirty(
-        self, snap: ChangeLog, nodes: list[NodeInfo], position: int, end: int
-    ) -> tuple[list[NodeInfo], list[int]] | None:
-        """The nodes of `nodes` changed between change-log positions `position` and `end`
-        (once each, in order of first change) and their indexes; None when the log no
-        longer reaches back to `position`. The last answer is reused: the values kept for
-        a pod's signatures are usually all at the same position."""
-        memo = self._dirty_memo
-        if memo is not None and memo[0] is nodes and memo[1] == position and memo[2] == end:
-            return memo[3]
-        if position == end:
-            return [], []
-        changed = snap.changes_since(position)
-        if changed is None:
-            return None
-        index = self._node_index(nodes)
-        dirty: list[NodeInfo] = []
-        where: list[int] = []
-        for n in dict.fromkeys(changed):
-            i = index.get(n.name)
-            if i is not None and nodes[i] is n:
-                dirty.append(n)
-                where.append(i)
-        self._dirty_memo = (nodes, position, end, (dirty, where))
-        return dirty, where
-
-    def _node_index(self, nodes: list[NodeInfo]) -> dict[str, int]:
-        if self._index is None or self._index[0] is not nodes:
-            self._index = (nodes, {n.name: i for i, n in enumerate(nodes)})
-        return self._index[1]
-
     def _signature(self, state: fw.CycleState, pod: PodInfo) -> Hashable | None:
         """The pod's signature over the filters that run for it, or None if one cannot sign."""
         skip = state.skip_filter_plugins
@@ -355,30 +191,6 @@ class Framework:
                 return None
             sig.append((name, s))
         return ("filter", tuple(sig))
-
-    @staticmethod
-    def _filter_each(
-        state: fw.CycleState,
-        pod: PodInfo,
-        nodes: list[NodeInfo],
-        filters: list[tuple[str, BatchFilter]],
-    ) -> list[fw.Status | None]:
-        """The first failing filter's status per node (None: feasible)."""
-        out: list[fw.Status | None] = [None] * len(nodes)
-        alive, where = nodes, list(range(len(nodes)))
-        for name, fn in filters:
-            if not alive:
-                break
-            failed = fn(state, pod, alive)
-            if not failed:
-                continue
-            for i, fst in failed.items():
-                if fst.code == fw.Code.ERROR:
-                    raise RuntimeError(f"running Filter plugin {name!r}: {fst.message}")
-                out[where[i]] = fst if fst.plugin == name else fst.with_plugin(name)
-            keep = [i for i in range(len(alive)) if i not in failed]
-            alive, where = [alive[i] for i in keep], [where[i] for i in keep]
-        return out
 
     def _find_signed(
         self,
@@ -394,8 +206,8 @@ class Framework:
         same nodes, statuses and next start index, without running the filters again."""
         skip = state.skip_filter_plugins
         filters = [f for f in self._filters if f[0] not in skip] if skip else self._filters
-        statuses: list[fw.Status | None] = self._node_values(
-            snap, key, lambda ns: self._filter_each(state, pod, ns, filters)
+        statuses: list[fw.Status | None] = self._signed.node_values(
+            snap, key, lambda ns: filter_each(state, pod, ns, filters)
         )
         nodes = snap.node_infos()
         n = len(nodes)
@@ -403,7 +215,7 @@ class Framework:
         while pos < n and found < to_find:
             need = to_find - found
             size = min(max(need, MIN_CHUNK), n - pos)
-            chunk = _take(statuses, (start + pos) % n, size, None)
+            chunk = take(statuses, (start + pos) % n, size, None)
             fit = chunk.count(None)
             if fit >= need:
                 at = need
@@ -419,19 +231,19 @@ class Framework:
             processed = pos
         mask: list[bool] | None = None
         if found != processed:
-            window = _take(statuses, start, processed, None)
+            window = take(statuses, start, processed, None)
             mask = list(map(operator.is_, window, itertools.repeat(None)))
             failed = itertools.compress(
-                zip(_take(nodes, start, processed, None), window, strict=True),
+                zip(take(nodes, start, processed, None), window, strict=True),
                 map(operator.not_, mask),
             )
             for node, fst in failed:
                 if fst is not None:
                     diagnosis.node_to_status[node.name] = fst
                     diagnosis.unschedulable_plugins.add(fst.plugin)
-        feasible = _take(nodes, start, processed, mask)
+        feasible = take(nodes, start, processed, mask)
         self._next_start = (start + processed) % n
-        self._window = _Window(nodes, start, processed, mask, feasible)
+        self._window = Window(nodes, start, processed, mask, feasible)
         return feasible
 
     def find_nodes_that_fit(
@@ -609,7 +421,7 @@ class Framework:
                 def raw_scores(ns: list[NodeInfo], f: BatchScore = score_nodes) -> list[int]:
                     return f(state, pod, ns)  # unnormalized: normalized over the sample below
 
-                entry = self._node_entry(snap, ("score", name, sig), raw_scores)
+                entry = self._signed.node_entry(snap, ("score", name, sig), raw_scores)
                 uniform = self._uniform.get(name)
                 if uniform is not None and nodes and entry.is_uniform():
                     # every node scores the same: so does every sampled one once normalized
@@ -639,7 +451,9 @@ class Framework:
                 return out if out is not None else [0] * len(ns)
 
             key = ("score", tuple((name, sig, weight) for name, sig, weight, _ in kept))
-            totals = self._add(totals, window.take(self._node_values(snap, key, weighted)), 1)
+            totals = self._add(
+                totals, window.take(self._signed.node_values(snap, key, weighted)), 1
+            )
         if totals is None:
             totals = [0] * len(nodes)
         return totals, offset

@@ -17,8 +17,9 @@ from kybern.scheduler import framework as fw
 from kybern.scheduler import plugins
 from kybern.scheduler.cache import Cache
 from kybern.scheduler.nodeinfo import NodeInfo, PodInfo
+from kybern.scheduler.nodevalues import num_feasible_nodes_to_find
 from kybern.scheduler.profile import PluginSet, PluginSpec, Profile, expand
-from kybern.scheduler.runtime import Framework, NoNodesAvailable, num_feasible_nodes_to_find
+from kybern.scheduler.runtime import Framework, NoNodesAvailable
 from kybern.scheduler.scheduler import node_change, pod_updated
 
 
