@@ -3,13 +3,15 @@ label selector grammar (`a=b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`, `
 with apimachinery's key/value validation and error texts, `from_label_selector_object` turns a
 `metav1.LabelSelector` into the same `LabelSelector`, `parse_fields` reads field selectors
 (`k=v`, `k==v`, `k!=v`, values escaped with `\\,`, `\\=`, `\\\\`), `validate_fields` rejects
-unsupported field labels and `object_fields` extracts the field set of an object. Selectors
+unsupported field labels and `object_fields` extracts the field set of an object
+(`exact_object_fields`: the set it will have once encoded and decoded again). Selectors
 are parsed once into compact tuples so `matches` is cheap enough to run on every watch event;
 `str()` renders the canonical Kubernetes form, which parses back to an equal selector."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -557,6 +559,8 @@ def _split_path(path: str) -> tuple[str, ...]:
 
 
 def _field_string(value: Any) -> str:
+    if value.__class__ is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None or isinstance(value, (dict, list)) else str(value)
@@ -566,7 +570,10 @@ def field_value(obj: Mapping[str, Any], path: str) -> str:
     """The string value at a dotted path (`spec.nodeName`), "" when missing or not a scalar."""
     cur: Any = obj
     for part in _split_path(path):
-        cur = cur.get(part) if isinstance(cur, dict) or isinstance(cur, Mapping) else None
+        if cur.__class__ is dict or isinstance(cur, Mapping):
+            cur = cur.get(part)
+        else:
+            cur = None
     return _field_string(cur)
 
 
@@ -575,10 +582,28 @@ FieldsSpec: TypeAlias = (
 )
 
 
+@lru_cache(maxsize=256)
+def _paths_of(paths: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The field names `object_fields` fills for dotted `paths`, in order, with their parts."""
+    names = ("metadata.name", "metadata.namespace", *paths)
+    return tuple((p, _split_path(p)) for p in names)
+
+
 def object_fields(obj: Mapping[str, Any], extra: FieldsSpec = ()) -> dict[str, str]:
     """The field set a field selector is matched against: always `metadata.name` and
     `metadata.namespace`, plus `extra` given as dotted paths (field name == path), a mapping of
     field name -> dotted path, or a callable returning additional fields. Missing -> ""."""
+    if extra.__class__ is tuple:
+        out: dict[str, str] = {}
+        for name, parts in _paths_of(extra):
+            cur: Any = obj
+            for part in parts:
+                if cur.__class__ is dict or isinstance(cur, Mapping):
+                    cur = cur.get(part)
+                else:
+                    cur = None
+            out[name] = _field_string(cur)
+        return out
     out = {"metadata.name": field_value(obj, "metadata.name")}
     out["metadata.namespace"] = field_value(obj, "metadata.namespace")
     if callable(extra):
@@ -589,4 +614,40 @@ def object_fields(obj: Mapping[str, Any], extra: FieldsSpec = ()) -> dict[str, s
     else:
         for path in extra:
             out[path] = field_value(obj, path)
+    return out
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, type(None), list, tuple})
+_INT64 = (-(2**63), 2**64)  # the integers orjson encodes
+
+
+def exact_object_fields(obj: dict[str, Any], paths: tuple[str, ...]) -> dict[str, str] | None:
+    """`object_fields(obj, paths)` as it reads once `obj` has been through JSON (encoded by
+    orjson, decoded again), taken from `obj` itself; None when that cannot be told without the
+    round trip (something other than plain JSON types on the way: a float that is not finite
+    reads as null, a dataclass becomes an object, a str subclass a plain string, ...)."""
+    out: dict[str, str] = {}
+    for name, parts in _paths_of(paths):
+        cur: Any = obj
+        for part in parts:
+            cls = cur.__class__
+            if cls is dict:
+                cur = cur.get(part)
+            elif cls in _NOT_MAPPINGS:
+                cur = None
+            else:
+                return None
+        cls = cur.__class__
+        if cls is str:
+            out[name] = cur
+        elif cls is bool:
+            out[name] = "true" if cur else "false"
+        elif cur is None or cls is dict or cls is list or cls is tuple:
+            out[name] = ""  # a tuple becomes a list
+        elif cls is int and _INT64[0] <= cur < _INT64[1]:
+            out[name] = str(cur)
+        elif cls is float and math.isfinite(cur):
+            out[name] = str(cur)
+        else:
+            return None
     return out

@@ -1,8 +1,10 @@
 """The watch cache: the current state of every resource and a window of recent events, kept in
 memory and fed by the backend's subscription (for SQLite, before a write is acknowledged, so
 reads from the cache are consistent). Each event is decoded once and encoded once per wire
-format however many watchers receive it; a watcher that falls behind is dropped, never allowed
-to stall the others."""
+format however many watchers receive it, and an object's selectable fields are extracted once
+for all field-selector watchers; a write made through this API server hands its encoding over
+(`encode`, `Cacher.expect`), so its object is decoded only when something reads it. A watcher
+that falls behind is dropped, never allowed to stall the others."""
 
 from __future__ import annotations
 
@@ -15,29 +17,62 @@ from typing import Any
 import orjson
 
 from kybern import storage
-from kybern.api import protobuf
+from kybern.api import protobuf, selectors
 
 EVENT_WINDOW = 2000  # recent events kept per resource
 WATCHER_QUEUE = 4096  # events buffered per watcher before it is dropped
 
 
 class CachedObject:
-    """One object as of `revision`: the decoded dict (resourceVersion set) and its JSON bytes
-    and bare protobuf message, each encoded lazily once."""
+    """One object as of `revision`: the decoded dict (resourceVersion set), its JSON bytes and
+    bare protobuf message, each made lazily once (an object handed over by a local write starts
+    from its JSON and is decoded on first use), and its selectable fields. Shared by every
+    reader: nothing may modify `obj` or the `fields` mapping."""
 
-    __slots__ = ("_json", "_proto", "key", "obj", "revision")
+    __slots__ = ("_fields", "_json", "_namespace", "_obj", "_proto", "key", "revision")
 
     def __init__(self, key: str, obj: dict[str, Any], revision: int) -> None:
         self.key = key
-        self.obj = obj
+        self._obj: dict[str, Any] | None = obj
         self.revision = revision
         self._json: bytes | None = None
         self._proto: bytes | None = None
+        self._namespace: str | None = None
+        self._fields: tuple[tuple[str, ...], dict[str, str]] | None = None
+
+    @classmethod
+    def encoded(
+        cls,
+        key: str,
+        json: bytes,
+        revision: int,
+        namespace: str,
+        fields: tuple[tuple[str, ...], dict[str, str]] | None = None,
+    ) -> CachedObject:
+        """An object known by its JSON encoding (`namespace` and `fields` must be what the
+        decoded object gives): decoded only when `obj` is read."""
+        o = cls.__new__(cls)
+        o.key = key
+        o._obj = None
+        o.revision = revision
+        o._json = json
+        o._proto = None
+        o._namespace = namespace
+        o._fields = fields
+        return o
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        o = self._obj
+        if o is None:
+            assert self._json is not None
+            o = self._obj = orjson.loads(self._json)
+        return o
 
     @property
     def json(self) -> bytes:
         if self._json is None:
-            self._json = orjson.dumps(self.obj)
+            self._json = orjson.dumps(self._obj)
         return self._json
 
     @property
@@ -49,14 +84,87 @@ class CachedObject:
 
     @property
     def namespace(self) -> str:
-        ns: str = self.obj["metadata"].get("namespace", "")
+        ns = self._namespace
+        if ns is None:
+            ns = self._namespace = self.obj["metadata"].get("namespace", "")
         return ns
+
+    def fields(self, paths: tuple[str, ...]) -> dict[str, str]:
+        """`selectors.object_fields(self.obj, paths)`, extracted once per object (the last
+        `paths` asked for): every field-selector watcher of the event shares it."""
+        f = self._fields
+        if f is not None and (f[0] is paths or f[0] == paths):
+            return f[1]
+        out = selectors.object_fields(self.obj, paths)
+        self._fields = (paths, out)
+        return out
 
 
 def decode(kv: storage.KeyValue) -> CachedObject:
     obj = orjson.loads(kv.value)
     obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
     return CachedObject(kv.key, obj, kv.mod_revision)
+
+
+# While a write's object is encoded, its resourceVersion holds this marker: the stored bytes are
+# the encoding without it, the cached object's JSON the encoding with the revision in its place.
+_RV_MARK = "\x00kybern:resourceVersion\x00"
+_RV_MARK_JSON = orjson.dumps(_RV_MARK)
+_RV_KEY = b'"resourceVersion":'
+
+
+@dataclass(slots=True)
+class Encoded:
+    """What a local write hands the cache (`Cacher.expect`) so that it need not decode the
+    stored bytes `value`: the object's JSON at revision N is `head` + `"N"` + `tail`, exactly
+    what encoding the decoded value with its resourceVersion gives; `namespace` and `fields`
+    are what the decoded object gives."""
+
+    value: bytes
+    head: bytes
+    tail: bytes
+    namespace: str
+    fields: tuple[tuple[str, ...], dict[str, str]] | None
+
+    def cached(self, key: str, revision: int) -> CachedObject:
+        json = b'%s"%d"%s' % (self.head, revision, self.tail)
+        return CachedObject.encoded(key, json, revision, self.namespace, self.fields)
+
+
+def encode(
+    obj: dict[str, Any], paths: tuple[str, ...] | None = None
+) -> tuple[bytes, Encoded | None]:
+    """`orjson.dumps(obj)` (raising as it does), plus what the cache needs to take the object
+    over without decoding it, or None when that cannot be had exactly (`obj` carries a
+    resourceVersion, or the marker shows up in its data). With `paths`, the selectable fields
+    are extracted too when they read the same after a JSON round trip."""
+    meta = obj.get("metadata")
+    if meta.__class__ is not dict or "resourceVersion" in meta:
+        return orjson.dumps(obj), None
+    ns = meta.get("namespace", "")
+    if ns.__class__ is not str:
+        return orjson.dumps(obj), None
+    meta["resourceVersion"] = _RV_MARK  # last: the decoded value gets it appended there too
+    try:
+        full = orjson.dumps(obj)
+    finally:
+        del meta["resourceVersion"]
+    head, found, tail = full.partition(_RV_MARK_JSON)
+    if (
+        not found
+        or _RV_MARK_JSON in tail
+        or not head.endswith(_RV_KEY)
+        or not tail.startswith(b"}")
+    ):
+        return orjson.dumps(obj), None
+    before = head[: -len(_RV_KEY)]
+    value = (before[:-1] if before.endswith(b",") else before) + tail
+    fields = None
+    if paths is not None:
+        extracted = selectors.exact_object_fields(obj, paths)
+        if extracted is not None:
+            fields = (paths, extracted)
+    return value, Encoded(value, head, tail, ns, fields)
 
 
 @dataclass(slots=True)
@@ -69,6 +177,18 @@ class WatchEvent:
     revision: int
     _json: bytes | None = None
     _proto: bytes | None = None
+    _retyped: dict[str, WatchEvent] | None = None
+
+    def retyped(self, typ: str) -> WatchEvent:
+        """This event as ADDED or DELETED without `prev` (what a filtered watch sees of an
+        object entering or leaving it), made once for all watchers that see it so."""
+        r = self._retyped
+        if r is None:
+            r = self._retyped = {}
+        ev = r.get(typ)
+        if ev is None:
+            ev = r[typ] = WatchEvent(typ, self.obj, None, self.revision)
+        return ev
 
     @property
     def json(self) -> bytes:
@@ -87,10 +207,14 @@ class WatchEvent:
         return self._proto
 
 
-def to_watch_event(ev: storage.Event, prev: CachedObject | None = None) -> WatchEvent:
+def to_watch_event(
+    ev: storage.Event, prev: CachedObject | None = None, cur: CachedObject | None = None
+) -> WatchEvent:
     """The cache's event of a storage event; `prev`, when given, is the object before it as
-    already decoded (it must be `ev.prev` at `ev.prev.mod_revision`)."""
-    cur = decode(ev.kv)
+    already decoded (it must be `ev.prev` at `ev.prev.mod_revision`), `cur` likewise the
+    object `ev.kv` holds."""
+    if cur is None:
+        cur = decode(ev.kv)
     if prev is None and ev.prev is not None:
         prev = decode(ev.prev)
     if ev.type is storage.EventType.DELETE:
@@ -114,9 +238,9 @@ def translate(ev: WatchEvent, flt: Filter | None) -> WatchEvent | None:
     if ev.type == "MODIFIED":
         before = ev.prev is not None and flt(ev.prev)
         if now and not before:
-            return WatchEvent("ADDED", ev.obj, None, ev.revision)
+            return ev.retyped("ADDED")
         if before and not now:
-            return WatchEvent("DELETED", ev.obj, None, ev.revision)
+            return ev.retyped("DELETED")
     return ev if now else None
 
 
@@ -200,6 +324,22 @@ class Cacher:
         self.revision = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._expected: dict[str, Encoded] = {}  # key -> a local write in flight
+
+    def expect(self, key: str, enc: Encoded) -> None:
+        """A write of `enc.value` to `key` is under way: take its object over from `enc` when
+        the event carrying that very value (the same bytes object) arrives."""
+        self._expected[key] = enc
+
+    def unexpect(self, key: str, enc: Encoded) -> None:
+        """The write of `enc` is over (its event, if any, has been delivered)."""
+        if self._expected.get(key) is enc:
+            del self._expected[key]
+
+    def wants_fields(self, prefix: str) -> bool:
+        """Whether a watcher of `prefix` filters (a write then extracts its fields early)."""
+        cache = self._caches.get(prefix)
+        return cache is not None and any(w.filter is not None for w in cache.watchers)
 
     async def start(self, prefixes: Sequence[str]) -> None:
         self._unsubscribe = self.backend.subscribe(self._on_events)
@@ -253,15 +393,23 @@ class Cacher:
         return c
 
     def _on_events(self, events: Sequence[storage.Event]) -> None:
+        expected = self._expected
         for ev in events:
-            cache = self._cache_for(ev.kv.key)
+            kv = ev.kv
+            cache = self._cache_for(kv.key)
             if cache is not None:
                 prev = None
                 if ev.prev is not None:  # the cache holds it decoded already: no second decode
-                    cur = cache.objects.get(ev.kv.key)
+                    cur = cache.objects.get(kv.key)
                     if cur is not None and cur.revision == ev.prev.mod_revision:
                         prev = cur
-                cache.apply(to_watch_event(ev, prev))
+                obj = None
+                if expected and ev.type is storage.EventType.PUT:
+                    enc = expected.get(kv.key)
+                    if enc is not None and enc.value is kv.value:  # our write: no decode
+                        del expected[kv.key]
+                        obj = enc.cached(kv.key, kv.mod_revision)
+                cache.apply(to_watch_event(ev, prev, obj))
             self.revision = ev.kv.mod_revision
         if self._revision_waiters:
             keep = []

@@ -137,13 +137,19 @@ class Store:
         if lsel is None and fsel is None:
             return None
         paths = res.field_selectors
+        if lsel is None and fsel is not None:
+            fmatches = fsel.matches
+
+            def match_fields(o: cachemod.CachedObject) -> bool:
+                return fmatches(o.fields(paths))  # extracted once per object, for all watchers
+
+            return match_fields
 
         def match(o: cachemod.CachedObject) -> bool:
-            m = o.obj["metadata"]
-            if lsel is not None and not lsel.matches(m.get("labels") or {}):
+            if lsel is not None and not lsel.matches(o.obj["metadata"].get("labels") or {}):
                 return False
             if fsel is not None:
-                return fsel.matches(selectors.object_fields(o.obj, paths))
+                return fsel.matches(o.fields(paths))
             return True
 
         return match
@@ -366,9 +372,11 @@ class Store:
                 if key in self.cacher.get(res.key_prefix).objects:
                     raise errors.already_exists(res.plural, res.group, name)
                 return obj
+            enc: cachemod.Encoded | None = None
             try:
                 stored = await self.crds.to_storage(res, obj) if res.crd else obj
-                kv = await self.backend.create(key, orjson.dumps(stored))
+                value, enc = self._encode(res, key, stored)
+                kv = await self.backend.create(key, value)
             except storage.KeyExistsError:
                 if meta.get("generateName") and meta["name"].startswith(meta["generateName"]):
                     raise errors.StatusError(
@@ -383,10 +391,25 @@ class Store:
                 raise errors.already_exists(res.plural, res.group, name) from None
             except storage.UnavailableError as e:
                 raise errors.service_unavailable(str(e)) from e
+            finally:
+                if enc is not None:
+                    self.cacher.unexpect(key, enc)
         finally:
             self.hooks.after_write(res, obj)
         meta["resourceVersion"] = str(kv.mod_revision)
         return obj
+
+    def _encode(
+        self, res: registry.Resource, key: str, stored: Obj
+    ) -> tuple[bytes, cachemod.Encoded | None]:
+        """The bytes to store for `stored`; the watch cache is told to expect them, so that it
+        takes the object over from its encoding instead of decoding the bytes again (the
+        caller calls `cacher.unexpect` once the write is over)."""
+        paths = res.field_selectors if self.cacher.wants_fields(res.key_prefix) else None
+        value, enc = cachemod.encode(stored, paths)
+        if enc is not None:
+            self.cacher.expect(key, enc)
+        return value, enc
 
     async def update(
         self,
@@ -521,13 +544,17 @@ class Store:
         nmeta.pop("resourceVersion", None)
         self.hooks.before_write(res, new, old)
         stored = await self.crds.to_storage(res, new) if res.crd else new
+        enc: cachemod.Encoded | None = None
         try:
-            kv = await self.backend.update(current.key, orjson.dumps(stored), current.revision)
+            value, enc = self._encode(res, current.key, stored)
+            kv = await self.backend.update(current.key, value, current.revision)
         except storage.ConflictError:
             raise _Retry() from None
         except storage.NotFoundError:
             raise errors.not_found(res.plural, res.group, nmeta["name"]) from None
         finally:
+            if enc is not None:
+                self.cacher.unexpect(current.key, enc)
             self.hooks.after_write(res, new)
         nmeta["resourceVersion"] = str(kv.mod_revision)
         return new
@@ -611,11 +638,16 @@ class Store:
             self.hooks.mark_deleting(res, new)
             if opts.dry_run:
                 return new, False
+            enc: cachemod.Encoded | None = None
             try:
                 nmeta.pop("resourceVersion", None)
-                kv = await self.backend.update(current.key, orjson.dumps(new), current.revision)
+                value, enc = self._encode(res, current.key, new)
+                kv = await self.backend.update(current.key, value, current.revision)
             except storage.ConflictError:
                 continue
+            finally:
+                if enc is not None:
+                    self.cacher.unexpect(current.key, enc)
             nmeta["resourceVersion"] = str(kv.mod_revision)
             return new, False
         raise errors.stale_conflict(res.plural, res.group, name)

@@ -4,10 +4,11 @@ prev_revision, value)`; the current state is the newest row per key that is not 
 deletion row stores an empty value: its last value is the row `prev_revision` points at). All
 writes go through one writer thread that commits them in groups (one transaction and one fsync
 per batch, WAL with `synchronous=FULL`) and hands each committed batch back to the event loop in
-one callback, which feeds the subscribers before it answers the writers. Reads run on a small
-thread pool with their own connections, bounded by the revision the loop has seen. Compaction
-(automatic and `compact`) runs on the writer thread in chunks, then frees pages with
-`incremental_vacuum` and truncates the WAL, so the files stay bounded."""
+one callback, which feeds the subscribers before it answers the writers; it remembers which keys
+exist and the newest rows of recently written ones, so most writes query nothing before their
+insert. Reads run on a small thread pool with their own connections, bounded by the revision
+the loop has seen. Compaction (automatic and `compact`) runs on the writer thread in chunks,
+then frees pages with `incremental_vacuum` and truncates the WAL, so the files stay bounded."""
 
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ _SQL_LIST = (
     "  GROUP BY name ORDER BY name) AS m"
     " CROSS JOIN kv AS k ON k.id = m.mid WHERE k.deleted = 0 LIMIT :limit"
 )
+_SQL_LIVE_KEYS = (
+    "SELECT k.name FROM (SELECT name, MAX(id) AS mid FROM kv GROUP BY name) AS m"
+    " CROSS JOIN kv AS k ON k.id = m.mid WHERE k.deleted = 0"
+)
 _SQL_EVENTS = (
     "SELECT k.id, k.name, k.deleted, k.create_revision, k.value, p.id, p.create_revision, p.value"
     " FROM kv AS k LEFT JOIN kv AS p ON p.id = k.prev_revision"
@@ -94,6 +99,7 @@ _VACUUM_PAGES = 1024  # pages freed per incremental_vacuum step
 _MAX_BATCH = 4096  # writes per transaction
 _READ_THREADS = 3
 _SAMPLE_EVERY = 1.0  # seconds between revision-age samples
+_LATEST_BYTES = 32 << 20  # value bytes of the newest rows the writer remembers
 
 
 @dataclass(slots=True)
@@ -164,6 +170,15 @@ class SqliteBackend:
         self._revision = 0  # delivered on the loop (read by the loop only)
         self._w_revision = 0  # committed by the writer (writer thread only)
         self._compact_rev = 0  # written by the writer thread after each chunk commits
+        # writer thread only: every key that exists, and (mod_revision, create_revision, value)
+        # of the newest row of recently written ones, least recently written first: a write
+        # needs no query for the row it replaces (`_LATEST_BYTES` of values at most), a
+        # create of a new key none at all
+        self._live: set[str] = set()
+        self._latest: collections.OrderedDict[str, tuple[int, int, bytes]] = (
+            collections.OrderedDict()
+        )
+        self._latest_bytes = 0
         self._incremental_vacuum = False
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._unsampled = 0
@@ -216,6 +231,7 @@ class SqliteBackend:
             max_id = conn.execute("SELECT max(id) FROM kv").fetchone()[0] or 0
             self._compact_rev = conn.execute(_SQL_COMPACT_REV).fetchone()[0]
             self._w_revision = max(max_id, self._compact_rev)
+            self._live = {name for (name,) in conn.execute(_SQL_LIVE_KEYS)}
             conn.execute("PRAGMA busy_timeout = 100")  # only checkpoints ever wait
         except BaseException:
             conn.close()
@@ -383,42 +399,55 @@ class SqliteBackend:
         rev = self._w_revision
         events: list[Event] = []
         results: list[_Result] = []
+        rows: list[tuple[int, str, int, int, int, int, bytes]] = []
+        # the newest row of each key this batch wrote: (mod, create, value), None once deleted
+        written: dict[str, tuple[int, int, bytes] | None] = {}
+        latest, live = self._latest, self._live
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in writes:
-                row = conn.execute(_SQL_LATEST, (op.key,)).fetchone()
-                if row is not None and row[1]:
-                    row = None  # newest row is a deletion
+                key = op.key
+                if key in written:
+                    row = written[key]
+                else:
+                    row = latest.get(key)
+                    if row is None and key in live:
+                        found = conn.execute(_SQL_LATEST, (key,)).fetchone()
+                        if found is not None and not found[1]:  # else: a deletion, or none
+                            row = (found[0], found[2], found[3])
                 if op.kind == _CREATE:
                     if row is not None:
-                        results.append((op.future, KeyExistsError(op.key)))
+                        results.append((op.future, KeyExistsError(key)))
                         continue
                     rev += 1
-                    conn.execute(_SQL_INSERT, (rev, op.key, 1, 0, rev, 0, op.value))
-                    kv = KeyValue(op.key, op.value, rev, rev)
+                    rows.append((rev, key, 1, 0, rev, 0, op.value))
+                    written[key] = (rev, rev, op.value)
+                    kv = KeyValue(key, op.value, rev, rev)
                     events.append(Event(EventType.PUT, kv, None))
                     results.append((op.future, kv))
                     continue
                 if row is None:
-                    results.append((op.future, NotFoundError(op.key)))
+                    results.append((op.future, NotFoundError(key)))
                     continue
-                cur_rev, _, create_rev, cur_value = row
-                current = KeyValue(op.key, cur_value, create_rev, cur_rev)
+                cur_rev, create_rev, cur_value = row
+                current = KeyValue(key, cur_value, create_rev, cur_rev)
                 if op.expected and op.expected != cur_rev:
-                    results.append((op.future, ConflictError(op.key, current)))
+                    results.append((op.future, ConflictError(key, current)))
                     continue
                 rev += 1
                 deleted = op.kind == _DELETE
-                conn.execute(
-                    _SQL_INSERT, (rev, op.key, 0, int(deleted), create_rev, cur_rev, op.value)
-                )
+                rows.append((rev, key, 0, int(deleted), create_rev, cur_rev, op.value))
                 if deleted:
-                    kv = KeyValue(op.key, cur_value, create_rev, rev)
+                    written[key] = None
+                    kv = KeyValue(key, cur_value, create_rev, rev)
                     events.append(Event(EventType.DELETE, kv, current))
                 else:
-                    kv = KeyValue(op.key, op.value, create_rev, rev)
+                    written[key] = (rev, create_rev, op.value)
+                    kv = KeyValue(key, op.value, create_rev, rev)
                     events.append(Event(EventType.PUT, kv, current))
                 results.append((op.future, kv))
+            if rows:
+                conn.executemany(_SQL_INSERT, rows)
             conn.execute("COMMIT" if events else "ROLLBACK")
         except Exception as exc:  # disk full, I/O error, ...: the whole batch fails
             log.error("storage write batch failed: %s", exc)
@@ -427,7 +456,27 @@ class SqliteBackend:
             self._post([], [(op.future, error) for op in writes])
             return
         self._w_revision = rev
+        self._remember(written)
         self._post(events, results)
+
+    def _remember(self, written: dict[str, tuple[int, int, bytes] | None]) -> None:
+        """Record the newest rows of a committed batch in `_latest` and `_live` (writer
+        thread)."""
+        latest, live = self._latest, self._live
+        size = self._latest_bytes
+        for key, row in written.items():
+            old = latest.pop(key, None)
+            if old is not None:
+                size -= len(old[2])
+            if row is not None:
+                latest[key] = row
+                live.add(key)
+                size += len(row[2])
+            else:
+                live.discard(key)
+        while size > _LATEST_BYTES and latest:
+            size -= len(latest.popitem(last=False)[1][2])
+        self._latest_bytes = size
 
     def _compaction_tick(self, work: _Compaction) -> _Compaction | None:
         """Run one step of `work`; None once it is finished (its callers are then answered)."""

@@ -1,15 +1,20 @@
 """SQLite-only parts of the storage contract: restarts keep data and revisions, `close` drains
-queued writes, automatic compaction (and its minimum age), and the URL factory."""
+queued writes, batches of random writes (with and without the writer's memory of the newest
+rows, across compactions and a restart) answer as the memory backend does one by one, automatic
+compaction (and its minimum age), and the URL factory."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kybern.storage import CompactedError, open_backend
+from kybern.storage import CompactedError, Event, KeyValue, open_backend, sqlite
 from kybern.storage.memory import MemoryBackend
 from kybern.storage.sqlite import SqliteBackend
 
@@ -63,6 +68,77 @@ async def test_sqlite_close_drains_queued_writes(tmp_path: Path) -> None:
         assert store.current_revision() == 200
     finally:
         await store.close()
+
+
+Op = tuple[str, str, bytes, int]  # (create|update|delete, key, value, expected revision)
+
+
+def _call(backend: SqliteBackend | MemoryBackend, op: Op) -> Coroutine[Any, Any, KeyValue]:
+    kind, key, value, expected = op
+    if kind == "create":
+        return backend.create(key, value)
+    if kind == "update":
+        return backend.update(key, value, expected)
+    return backend.delete(key, expected)
+
+
+def _outcome(result: KeyValue | BaseException) -> object:
+    if isinstance(result, BaseException):
+        return (type(result).__name__, getattr(result, "current", None))
+    return result
+
+
+@pytest.mark.parametrize("remember", [0, 40, 1 << 20])
+async def test_sqlite_batches_answer_as_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remember: int
+) -> None:
+    """Random writes go in concurrently (so batches hold several writes of one key) and are
+    checked against the memory backend applying them in the same order: results, conflicts
+    with their current value, events and the final state; `remember` bounds the bytes of
+    newest rows the writer keeps instead of querying (0: it queries every time)."""
+    monkeypatch.setattr(sqlite, "_LATEST_BYTES", remember)
+    rnd = random.Random(remember)
+    store = SqliteBackend(str(tmp_path / "state.db"), compact_interval=0)
+    model = MemoryBackend()
+    await store.start()
+    await model.start()
+    got: list[Event] = []
+    want: list[Event] = []
+    store.subscribe(got.extend)
+    model.subscribe(want.extend)
+    keys = [f"/r/{i}" for i in range(6)]
+    try:
+        for round_ in range(60):
+            ops: list[Op] = []
+            for _ in range(rnd.randint(1, 12)):
+                key, value = rnd.choice(keys), rnd.randbytes(rnd.randint(0, 12))
+                current = await model.get(key)
+                rev = current.mod_revision if current is not None else 0
+                expected = rnd.choice([0, rev, rev + 1, max(rev - 1, 0)])
+                ops.append((rnd.choice(["create", "update", "delete"]), key, value, expected))
+            results = await asyncio.gather(
+                *(_call(store, op) for op in ops), return_exceptions=True
+            )
+            expect: list[KeyValue | BaseException] = []
+            for op in ops:
+                try:
+                    expect.append(await _call(model, op))
+                except Exception as e:
+                    expect.append(e)
+            assert [_outcome(r) for r in results] == [_outcome(r) for r in expect]
+            if round_ % 20 == 19:  # compaction leaves the newest rows alone
+                await store.compact(store.current_revision())
+                await model.compact(model.current_revision())
+            if round_ == 29:  # a restart finds the keys that exist
+                store = await reopen(store, tmp_path / "state.db")
+                store.subscribe(got.extend)
+        assert got == want
+        assert (await store.list("/r/")).items == (await model.list("/r/")).items
+        for key in keys:
+            assert await store.get(key) == await model.get(key)
+    finally:
+        await store.close()
+        await model.close()
 
 
 async def test_sqlite_automatic_compaction(tmp_path: Path) -> None:
