@@ -47,8 +47,14 @@ async def read_body(request: web.Request) -> bytes:
     length = request.content_length
     if length is not None and length > MAX_BODY:
         raise errors.too_large()
+    content = request.content
+    if content.is_eof():  # all of it has arrived (the usual small body): no read loop
+        body = content.read_nowait()
+        if len(body) > MAX_BODY:
+            raise errors.too_large()
+        return body
     data = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
+    async for chunk in content.iter_chunked(65536):
         data += chunk
         if len(data) > MAX_BODY:
             raise errors.too_large()
@@ -255,8 +261,14 @@ def manager_or_user_agent(request: web.Request) -> str:
     fm = field_manager(request)
     if fm:
         return fm
+    return user_agent_manager(request.headers.get("User-Agent", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def user_agent_manager(user_agent: str) -> str:
+    """The field manager a User-Agent stands for (clients send the same few: remembered)."""
     out, size = [], 0
-    for ch in request.headers.get("User-Agent", "").split("/", 1)[0]:
+    for ch in user_agent.split("/", 1)[0]:
         if not ch.isprintable():
             continue
         size += len(ch.encode())

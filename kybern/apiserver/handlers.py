@@ -4,6 +4,7 @@ answer. Every failure leaves as a `Status` object."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -44,11 +45,15 @@ class ApiHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
         admissionmod.begin(request)
-        requester = strategy.REQUEST_USER.set(request.get("user"))  # a CSR's requester
+        user = request.get("user")
+        requester = strategy.REQUEST_USER.set(user)  # a CSR's requester
         try:
             resp = await self._dispatch(request)
-            crds.add_warnings(request, resp)  # a deprecated CRD version's warning
-            return admissionmod.with_warnings(request, resp)
+            # warnings are noted on the request: nothing but the user noted, nothing to add
+            if len(request) > (user is not None):
+                crds.add_warnings(request, resp)  # a deprecated CRD version's warning
+                return admissionmod.with_warnings(request, resp)
+            return resp
         except errors.StatusError as e:
             return admissionmod.with_warnings(request, codec.status_response(e))
         finally:
@@ -129,7 +134,7 @@ class ApiHandler:
                 return await self._delete_collection(request, res, namespace)
             raise errors.method_not_allowed()
         if method == "GET":
-            as_table = tables.wanted(request, res)
+            as_table = table_wanted(request, res)
             o = await self.store.get(res, namespace, name)
             if as_table:
                 return tables.object_response(request, self.store, res, o, as_table)
@@ -246,7 +251,7 @@ class ApiHandler:
         self, request: web.Request, res: registry.Resource, namespace: str
     ) -> web.Response:
         q = request.query
-        as_table = tables.wanted(request, res)
+        as_table = table_wanted(request, res)
         limit = codec.int_param(request, "limit") or 0
         opts = storemod.ListOptions(
             label_selector=q.get("labelSelector", ""),
@@ -717,6 +722,26 @@ def to_scale(obj: Obj) -> Obj:
         "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
         "status": {"replicas": status.get("replicas", 0), "selector": selector},
     }
+
+
+def table_wanted(request: web.Request, res: registry.Resource) -> str:
+    """`tables.wanted`, with the negotiation of the Accept header remembered (clients send the
+    same few headers, and parsing one costs more than the rest of a GET)."""
+    version = _table_version(request.headers.get("Accept", ""), res.crd)
+    if version is None:  # not acceptable: as `tables.wanted` says it
+        return tables.wanted(request, res)
+    if version:
+        tables.include_object(request)  # a Table request's options are checked every time
+    return version
+
+
+@functools.lru_cache(maxsize=256)
+def _table_version(accept: str, crd: bool) -> str | None:
+    """`tables.negotiate`, None for its 406."""
+    try:
+        return tables.negotiate(accept, crd=crd)
+    except errors.StatusError:
+        return None
 
 
 def _aggregated_version(accept: str) -> str:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, StreamReader, hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
 
 import kybern
 from kybern import storage
@@ -87,7 +89,15 @@ class APIServer:
         self.pki: certs.Pki | None = None
         self.port = 0
         self.ready = False
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
+        # GET only (other methods on these paths go to the API handler, unauthenticated)
+        self._public: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+            "/healthz": self._health,
+            "/livez": self._health,
+            "/readyz": self._ready,
+            "/version": self._version,
+            "/version/": self._version,  # go-restful serves both
+        }
 
     @property
     def url(self) -> str:
@@ -113,16 +123,15 @@ class APIServer:
         await self._bootstrap()
         for loop in self.loops:
             loop.start()
-        app = web.Application(client_max_size=codec.MAX_BODY + 1024, middlewares=[self._middleware])
-        app.router.add_route("GET", "/healthz", self._health)
-        app.router.add_route("GET", "/livez", self._health)
-        app.router.add_route("GET", "/readyz", self._ready)
-        app.router.add_route("GET", "/version", self._version)
-        app.router.add_route("GET", "/version/", self._version)  # go-restful serves both
-        app.router.add_route("*", "/{tail:.*}", self.api.handle)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        # aiohttp's low-level server: one handler for every request, no router, no
+        # middleware chain (see `_handle`); the access log is off
+        handler: Any = self._handle  # it gets the `web.Request`s of `_request_factory`
+        server = web.Server(
+            handler,
+            request_factory=_request_factory(asyncio.get_running_loop()),
+            access_log=None,
         )
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         ssl_ctx = self.pki.server_ssl_context()
         site = web.TCPSite(
@@ -193,19 +202,32 @@ class APIServer:
 
     # ---- HTTP --------------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Every request: what an aiohttp Application with the routes `GET /healthz`,
+        `/livez`, `/readyz`, `/version`, `/version/` and `* /{tail:.*}` (the API) and one
+        authenticating middleware did, without resolving routes, building match infos and
+        wrapping handlers per request. As the router did: `Expect` is answered first, the
+        public routes match the path as it was sent (`%2F` not decoded) and GET only, and a
+        path no route matched is aiohttp's own 404. As the middleware did: the public paths
+        are exempt from authentication whatever the method, and errors become Status
+        objects."""
+        if request.headers.get(hdrs.EXPECT):
+            await _expect(request)
         try:
-            if request.path not in _PUBLIC:
+            path = request.path
+            if path in _PUBLIC:
+                public = self._public.get(request.rel_url.path_safe)
+                if public is not None and request.method == "GET":
+                    return await public(request)
+            else:
                 user = self.authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
                 request["user"] = user
-            return await handler(request)
+            safe = request.rel_url.path_safe
+            if safe[:1] != "/" or "\n" in safe:  # the API's route is `/{tail:.*}`
+                raise web.HTTPNotFound()
+            return await self.api.handle(request)
         except errors.StatusError as e:
             return codec.status_response(e)
         except storage.UnavailableError as e:  # no quorum, or a write whose outcome is unknown
@@ -272,6 +294,42 @@ class APIServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         return codec.json_response(version_info())
+
+
+def _request_factory(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[
+    [RawRequestMessage, StreamReader, web.RequestHandler, AbstractStreamWriter, asyncio.Task[None]],
+    web.Request,
+]:
+    """What makes each `web.Request`, as an Application does (with no match info: nothing
+    reads one), allowing bodies up to the API's limit."""
+
+    def make(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: web.RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.Request:
+        return web.Request(
+            message, payload, protocol, writer, task, loop, client_max_size=codec.MAX_BODY + 1024
+        )
+
+    return make
+
+
+async def _expect(request: web.Request) -> None:
+    """aiohttp's default `Expect` handling (`100 Continue`, else 417), done by its router
+    before any handler or middleware."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version == HttpVersion11:
+        if expect.lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the main body has not started yet
+        else:
+            raise web.HTTPExpectationFailed(text="Unknown Expect: %s" % expect)
+    await request.writer.drain()
 
 
 def _bound_port(site: web.TCPSite) -> int:
