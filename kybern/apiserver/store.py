@@ -434,6 +434,16 @@ class Store:
             raise errors.not_found(res.plural, res.group, name)
         if res.crd:  # as the requested version serves it
             current = await self.crds.view(res, current)
+        uid, cur_uid = meta.get("uid") or "", current.obj["metadata"].get("uid")
+        if uid and uid != cur_uid:  # an update's uid is a precondition (as the storage checks it)
+            raise errors.conflict(
+                res.plural,
+                res.group,
+                name,
+                f"StorageError: invalid object, Code: 4, Key: {res.key(namespace, name)}, "
+                "ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in "
+                f"precondition: {uid}, UID in object meta: {cur_uid}",
+            )
         rv = meta.get("resourceVersion") or ""
         if rv and rv != current.obj["metadata"]["resourceVersion"]:
             raise errors.stale_conflict(res.plural, res.group, name)

@@ -48,17 +48,20 @@ def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str)
         mf = obj.get("metadata", {}).get("managedFields")
         if mf is not None:
             new["metadata"]["managedFields"] = mf
+        _keep_sent_uid(new["metadata"], (obj.get("metadata") or {}).get("uid"))
         return new
     new = obj
     new.setdefault("apiVersion", old.get("apiVersion"))
     new.setdefault("kind", old.get("kind"))
     meta = new.setdefault("metadata", {})
     ometa = old["metadata"]
+    sent_uid = meta.get("uid")
     for f in _SERVER_META:
         if f in ometa:
             meta[f] = ometa[f]
         else:
             meta.pop(f, None)
+    _keep_sent_uid(meta, sent_uid)
     meta["name"] = ometa["name"]
     if "namespace" in ometa:
         meta["namespace"] = ometa["namespace"]
@@ -68,6 +71,13 @@ def prepare_update(res: registry.Resource, obj: Obj, old: Obj, subresource: str)
         else:
             new.pop("status", None)
     return new
+
+
+def _keep_sent_uid(meta: Obj, uid: Any) -> None:
+    """A uid the client sent stays for validation to compare (BeforeUpdate copies the old uid
+    only when none is given): a patch naming another object's uid is refused as immutable."""
+    if uid:
+        meta["uid"] = uid
 
 
 _APPROVAL = ("Approved", "Denied")  # conditions only `/approval` changes

@@ -309,6 +309,29 @@ def test_already_exists_and_conflict(server: Server, http: requests.Session, ns:
     )
 
 
+def test_uid_of_another_object(server: Server, http: requests.Session, ns: str) -> None:
+    """An update's metadata.uid is a precondition (409); a patch cannot change it (422), so
+    a kubelet's status patch never lands on a pod recreated under the same name."""
+    created = http.post(cm_url(server, ns), json=configmap("uid", data={"v": "0"})).json()
+    other = "00000000-0000-4000-8000-000000000001"
+    body = dict(created, data={"v": "1"})
+    body["metadata"] = dict(created["metadata"], uid=other, resourceVersion="")
+    st = expect_status(http.put(cm_url(server, ns, "uid"), json=body), 409, "Conflict")
+    assert (
+        f"Precondition failed: UID in precondition: {other}, UID in object meta: "
+        in (st["message"])
+    )
+    merge = {"Content-Type": "application/merge-patch+json"}
+    patch = json.dumps({"metadata": {"uid": other}, "data": {"v": "2"}})
+    st = expect_status(
+        http.patch(cm_url(server, ns, "uid"), data=patch, headers=merge), 422, "Invalid"
+    )
+    assert st["details"]["causes"][0]["field"] == "metadata.uid"
+    same = json.dumps({"metadata": {"uid": created["metadata"]["uid"]}, "data": {"v": "3"}})
+    r = http.patch(cm_url(server, ns, "uid"), data=same, headers=merge)
+    assert r.status_code == 200 and r.json()["data"] == {"v": "3"}, r.text
+
+
 def test_wrong_method(server: Server, http: requests.Session, ns: str) -> None:
     expect_status(http.put(cm_url(server, ns), json=configmap("m")), 405, "MethodNotAllowed")
     http.post(cm_url(server, ns), json=configmap("m")).raise_for_status()

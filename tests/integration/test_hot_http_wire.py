@@ -557,8 +557,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -586,8 +585,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -601,8 +599,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -726,9 +723,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "server does not allow this method on the requested "
-            'resource","reason":"MethodNotAllowed","code":405}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","code":405}',
         },
     ),
     (
@@ -785,9 +780,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Pod '
-            'in version \\"v1\\" cannot be handled as a Pod: strict decoding error: unknown '
-            'field \\"bogus\\"","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Pod in version \\"v1\\" cannot be handled as a Pod: strict decoding error: unknown field \\"bogus\\"","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -801,9 +794,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"fieldValidation: '
-            'Unsupported value: \\"X\\": supported values: \\"Ignore\\", \\"Strict\\", '
-            '\\"Warn\\"","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"fieldValidation: Unsupported value: \\"X\\": supported values: \\"Ignore\\", \\"Strict\\", \\"Warn\\"","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -831,9 +822,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"dryRun: '
-            'Unsupported value: \\"Some\\": supported values: '
-            '\\"All\\"","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"dryRun: Unsupported value: \\"Some\\": supported values: \\"All\\"","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -847,9 +836,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods '
-            '\\"p1\\" already '
-            'exists","reason":"AlreadyExists","details":{"name":"p1","kind":"pods"},"code":409}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \\"p1\\" already exists","reason":"AlreadyExists","details":{"name":"p1","kind":"pods"},"code":409}',
         },
     ),
     (
@@ -863,16 +850,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Pod '
-            '\\"Not_Valid\\" is invalid: metadata.name: Invalid value: \\"Not_Valid\\": a '
-            "lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-            "'-' or '.', and must start and end with an alphanumeric character (e.g. "
-            "'example.com', regex used for validation is "
-            '\'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\')","reason":"Invalid","details":{"name":"Not_Valid","kind":"Pod","causes":[{"reason":"FieldValueInvalid","message":"Invalid '
-            'value: \\"Not_Valid\\": a lowercase RFC 1123 subdomain must consist of lower case '
-            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-            "character (e.g. 'example.com', regex used for validation is "
-            '\'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\')","field":"metadata.name"}]},"code":422}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Pod \\"Not_Valid\\" is invalid: metadata.name: Invalid value: \\"Not_Valid\\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\', and must start and end with an alphanumeric character (e.g. \'example.com\', regex used for validation is \'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\')","reason":"Invalid","details":{"name":"Not_Valid","kind":"Pod","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: \\"Not_Valid\\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\', and must start and end with an alphanumeric character (e.g. \'example.com\', regex used for validation is \'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\')","field":"metadata.name"}]},"code":422}',
         },
     ),
     (
@@ -886,9 +864,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "object provided is unrecognized: json parse error: unexpected end of data: line 1 "
-            'column 10 (char 9)","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the object provided is unrecognized: json parse error: unexpected end of data: line 1 column 10 (char 9)","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -902,9 +878,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "object provided is unrecognized: expected a JSON object, got "
-            'list","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the object provided is unrecognized: expected a JSON object, got list","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -918,8 +892,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'body of the request was empty","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the body of the request was empty","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -933,11 +906,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "body of the request was in an unknown format - accepted media types include: "
-            "application/json, application/yaml, application/merge-patch+json, "
-            "application/json-patch+json, application/strategic-merge-patch+json (got "
-            '\\"text/plain\\")","reason":"UnsupportedMediaType","code":415}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json (got \\"text/plain\\")","reason":"UnsupportedMediaType","code":415}',
         },
     ),
     (
@@ -951,9 +920,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "kind in the data (Service) does not match the expected kind "
-            '(Pod)","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the kind in the data (Service) does not match the expected kind (Pod)","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -967,9 +934,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "namespace of the provided object does not match the namespace sent on the "
-            'request","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the namespace of the provided object does not match the namespace sent on the request","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -1122,9 +1087,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods '
-            '\\"nope\\" not '
-            'found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \\"nope\\" not found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404}',
         },
     ),
     (
@@ -1138,8 +1101,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -1153,8 +1115,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -1168,8 +1129,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -1261,8 +1221,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"field '
-            'label not supported: spec.bogus","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"field label not supported: spec.bogus","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -1325,9 +1284,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "server does not allow this method on the requested "
-            'resource","reason":"MethodNotAllowed","code":405}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","code":405}',
         },
     ),
     (
@@ -1355,9 +1312,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation '
-            'cannot be fulfilled on pods \\"p1\\": pod p1 is already assigned to node '
-            '\\"n1\\"","reason":"Conflict","details":{"name":"p1","kind":"pods"},"code":409}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation cannot be fulfilled on pods \\"p1\\": pod p1 is already assigned to node \\"n1\\"","reason":"Conflict","details":{"name":"p1","kind":"pods"},"code":409}',
         },
     ),
     (
@@ -1371,10 +1326,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Binding '
-            '\\"p2\\" is invalid: target.name: Required '
-            'value","reason":"Invalid","details":{"name":"p2","kind":"Binding","causes":[{"reason":"FieldValueRequired","message":"Required '
-            'value","field":"target.name"}]},"code":422}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Binding \\"p2\\" is invalid: target.name: Required value","reason":"Invalid","details":{"name":"p2","kind":"Binding","causes":[{"reason":"FieldValueRequired","message":"Required value","field":"target.name"}]},"code":422}',
         },
     ),
     (
@@ -1388,9 +1340,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "server does not allow this method on the requested "
-            'resource","reason":"MethodNotAllowed","code":405}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","code":405}',
         },
     ),
     (
@@ -1404,9 +1354,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"apiVersion":"v1","kind":"Event","metadata":{"name":"p1.17a","namespace":"wire","uid":"<uid>","creationTimestamp":"<time>","managedFields":[{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:count":{},"f:firstTimestamp":{},"f:involvedObject":{},"f:lastTimestamp":{},"f:message":{},"f:reason":{},"f:reportingComponent":{},"f:source":{"f:component":{},".":{}},"f:type":{}}}],"resourceVersion":"<rv>"},"involvedObject":{"kind":"Pod","namespace":"wire","name":"p1","apiVersion":"v1"},"reason":"Scheduled","message":"Successfully '
-            "assigned wire/p1 to "
-            'n1","type":"Normal","source":{"component":"default-scheduler"},"reportingComponent":"default-scheduler","firstTimestamp":"<time>","lastTimestamp":"<time>","count":1}',
+            "body": '{"apiVersion":"v1","kind":"Event","metadata":{"name":"p1.17a","namespace":"wire","uid":"<uid>","creationTimestamp":"<time>","managedFields":[{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:count":{},"f:firstTimestamp":{},"f:involvedObject":{},"f:lastTimestamp":{},"f:message":{},"f:reason":{},"f:reportingComponent":{},"f:source":{"f:component":{},".":{}},"f:type":{}}}],"resourceVersion":"<rv>"},"involvedObject":{"kind":"Pod","namespace":"wire","name":"p1","apiVersion":"v1"},"reason":"Scheduled","message":"Successfully assigned wire/p1 to n1","type":"Normal","source":{"component":"default-scheduler"},"reportingComponent":"default-scheduler","firstTimestamp":"<time>","lastTimestamp":"<time>","count":1}',
         },
     ),
     (
@@ -1420,23 +1368,21 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "API version in the data (events.k8s.io/v1) does not match the expected API version "
-            '(v1)","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the API version in the data (events.k8s.io/v1) does not match the expected API version (v1)","reason":"BadRequest","code":400}',
         },
     ),
     (
         "status patch uid mismatch",
         {
             "interim": [],
-            "status": "HTTP/1.1 200 OK",
+            "status": "HTTP/1.1 422 Unprocessable Entity",
             "headers": [
                 ["Content-Type", "application/json"],
                 ["Content-Length", "<length>"],
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1","labels":{"app":"wire"},"namespace":"wire","uid":"<uid>","creationTimestamp":"<time>","generation":2,"managedFields":[{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{"f:app":{},".":{}}},"f:spec":{"f:containers":{"k:{\\"name\\":\\"c\\"}":{"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:resources":{"f:requests":{"f:cpu":{},"f:memory":{},".":{}},".":{}},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{},".":{}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:preemptionPolicy":{},"f:priority":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{}}}},{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:status":{"f:phase":{}}},"subresource":"status"}],"resourceVersion":"<rv>"},"spec":{"containers":[{"name":"c","image":"registry.k8s.io/pause:3.10","resources":{"requests":{"cpu":"100m","memory":"128Mi"}},"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}],"dnsPolicy":"ClusterFirst","restartPolicy":"Always","terminationGracePeriodSeconds":30,"schedulerName":"default-scheduler","securityContext":{},"enableServiceLinks":true,"priority":0,"preemptionPolicy":"PreemptLowerPriority","nodeName":"n1"},"status":{"phase":"Running","qosClass":"Burstable","conditions":[{"type":"PodScheduled","status":"True","lastProbeTime":null,"lastTransitionTime":"<time>"}]}}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Pod \\"p1\\" is invalid: metadata.uid: Invalid value: \\"00000000-0000-0000-0000-000000000000\\": field is immutable","reason":"Invalid","details":{"name":"p1","kind":"Pod","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: \\"00000000-0000-0000-0000-000000000000\\": field is immutable","field":"metadata.uid"}]},"code":422}',
         },
     ),
     (
@@ -1517,9 +1463,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"json: '
-            "cannot unmarshal object into Go value of type "
-            'jsonpatch.Patch","reason":"BadRequest","code":400}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"json: cannot unmarshal object into Go value of type jsonpatch.Patch","reason":"BadRequest","code":400}',
         },
     ),
     (
@@ -1533,11 +1477,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "body of the request was in an unknown format - accepted media types include: "
-            "application/json, application/yaml, application/merge-patch+json, "
-            "application/json-patch+json, application/strategic-merge-patch+json (got "
-            '\\"application/json\\")","reason":"UnsupportedMediaType","code":415}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json (got \\"application/json\\")","reason":"UnsupportedMediaType","code":415}',
         },
     ),
     (
@@ -1551,9 +1491,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods '
-            '\\"nope\\" not '
-            'found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \\"nope\\" not found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404}',
         },
     ),
     (
@@ -1585,10 +1523,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation '
-            'cannot be fulfilled on pods \\"p1\\": the object has been modified; please apply '
-            "your changes to the latest version and try "
-            'again","reason":"Conflict","details":{"name":"p1","kind":"pods"},"code":409}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation cannot be fulfilled on pods \\"p1\\": the object has been modified; please apply your changes to the latest version and try again","reason":"Conflict","details":{"name":"p1","kind":"pods"},"code":409}',
         },
     ),
     (
@@ -1644,10 +1579,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"PatchOptions.meta.k8s.io '
-            '\\"\\" is invalid: fieldManager: Required value: is required for apply '
-            'patch","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"PatchOptions","causes":[{"reason":"FieldValueRequired","message":"Required '
-            'value: is required for apply patch","field":"fieldManager"}]},"code":422}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"PatchOptions.meta.k8s.io \\"\\" is invalid: fieldManager: Required value: is required for apply patch","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"PatchOptions","causes":[{"reason":"FieldValueRequired","message":"Required value: is required for apply patch","field":"fieldManager"}]},"code":422}',
         },
     ),
     (
@@ -1708,8 +1640,8 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
             ],
             "body": [
                 "sha256",
-                "c9265915985b9754ae021aa15e4cc09f4211cd74e18297642280d7be24346f89",
-                17891,
+                "210fb069e31f7d810904cbd73638ff187b901beb3e04124ec1d9178755c55406",
+                16265,
             ],
         },
     ),
@@ -1748,10 +1680,6 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 [
                     "MODIFIED",
                     '{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p1","labels":{"app":"wire"},"namespace":"wire","uid":"<uid>","creationTimestamp":"<time>","generation":2,"managedFields":[{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{"f:app":{},".":{}}},"f:spec":{"f:containers":{"k:{\\"name\\":\\"c\\"}":{"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:resources":{"f:requests":{"f:cpu":{},"f:memory":{},".":{}},".":{}},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{},".":{}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:preemptionPolicy":{},"f:priority":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{}}}}],"resourceVersion":"<rv>"},"spec":{"containers":[{"name":"c","image":"registry.k8s.io/pause:3.10","resources":{"requests":{"cpu":"100m","memory":"128Mi"}},"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}],"dnsPolicy":"ClusterFirst","restartPolicy":"Always","terminationGracePeriodSeconds":30,"schedulerName":"default-scheduler","securityContext":{},"enableServiceLinks":true,"priority":0,"preemptionPolicy":"PreemptLowerPriority","nodeName":"n1"},"status":{"phase":"Pending","qosClass":"Burstable","conditions":[{"type":"PodScheduled","status":"True","lastTransitionTime":"<time>"}]}}',
-                ],
-                [
-                    "MODIFIED",
-                    '{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p1","labels":{"app":"wire"},"namespace":"wire","uid":"<uid>","creationTimestamp":"<time>","generation":2,"managedFields":[{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{"f:app":{},".":{}}},"f:spec":{"f:containers":{"k:{\\"name\\":\\"c\\"}":{"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:resources":{"f:requests":{"f:cpu":{},"f:memory":{},".":{}},".":{}},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{},".":{}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:preemptionPolicy":{},"f:priority":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{}}}},{"manager":"wire-test","operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1","fieldsV1":{"f:status":{"f:phase":{}}},"subresource":"status"}],"resourceVersion":"<rv>"},"spec":{"containers":[{"name":"c","image":"registry.k8s.io/pause:3.10","resources":{"requests":{"cpu":"100m","memory":"128Mi"}},"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}],"dnsPolicy":"ClusterFirst","restartPolicy":"Always","terminationGracePeriodSeconds":30,"schedulerName":"default-scheduler","securityContext":{},"enableServiceLinks":true,"priority":0,"preemptionPolicy":"PreemptLowerPriority","nodeName":"n1"},"status":{"phase":"Running","qosClass":"Burstable","conditions":[{"type":"PodScheduled","status":"True","lastTransitionTime":"<time>"}]}}',
                 ],
                 [
                     "MODIFIED",
@@ -1797,9 +1725,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            "server does not allow this method on the requested "
-            'resource","reason":"MethodNotAllowed","code":405}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","code":405}',
         },
     ),
     (
@@ -1813,9 +1739,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps '
-            '\\"none\\" not '
-            'found","reason":"NotFound","details":{"name":"none","group":"apps","kind":"deployments"},"code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps \\"none\\" not found","reason":"NotFound","details":{"name":"none","group":"apps","kind":"deployments"},"code":404}',
         },
     ),
     (
@@ -1829,9 +1753,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods '
-            '\\"nope\\" not '
-            'found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \\"nope\\" not found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404}',
         },
     ),
     (
@@ -1845,8 +1767,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"},"metadata":{},"status":{"authenticated":false,"error":"invalid '
-            'token"}}',
+            "body": '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"},"metadata":{},"status":{"authenticated":false,"error":"invalid token"}}',
         },
     ),
     (
@@ -1874,9 +1795,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods '
-            '\\"p2\\" not '
-            'found","reason":"NotFound","details":{"name":"p2","kind":"pods"},"code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \\"p2\\" not found","reason":"NotFound","details":{"name":"p2","kind":"pods"},"code":404}',
         },
     ),
     (
@@ -1904,12 +1823,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"DeleteOptions '
-            '\\"\\" is invalid: propagationPolicy: Unsupported value: \\"Nope\\": supported '
-            'values: \\"Foreground\\", \\"Background\\", '
-            '\\"Orphan\\"","reason":"Invalid","details":{"kind":"DeleteOptions","causes":[{"reason":"FieldValueNotSupported","message":"Unsupported '
-            'value: \\"Nope\\": supported values: \\"Foreground\\", \\"Background\\", '
-            '\\"Orphan\\"","field":"propagationPolicy"}]},"code":422}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"DeleteOptions \\"\\" is invalid: propagationPolicy: Unsupported value: \\"Nope\\": supported values: \\"Foreground\\", \\"Background\\", \\"Orphan\\"","reason":"Invalid","details":{"kind":"DeleteOptions","causes":[{"reason":"FieldValueNotSupported","message":"Unsupported value: \\"Nope\\": supported values: \\"Foreground\\", \\"Background\\", \\"Orphan\\"","field":"propagationPolicy"}]},"code":422}',
         },
     ),
     (
@@ -1937,8 +1851,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Request '
-            'entity too large: limit is 3145728","reason":"RequestEntityTooLarge","code":413}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Request entity too large: limit is 3145728","reason":"RequestEntityTooLarge","code":413}',
         },
     ),
     (
@@ -1984,8 +1897,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
@@ -2055,8 +1967,7 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the '
-            'server could not find the requested resource","reason":"NotFound","code":404}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}',
         },
     ),
     (
