@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,22 +37,46 @@ SPAM_QPS = 1.0 / 300.0  # one more event per object every 5 minutes once the bur
 COMBINED = "(combined from similar events): "
 
 
-def _rfc3339(t: float) -> str:
+def _format_rfc3339(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# the last second formatted (most events come within the same second) and its text; a time
+# `t` with `sec <= t < sec + 0.999999` shows `sec` (its microseconds do not round up into the
+# next second), anything else (another second, negative, NaN) is formatted
+_last_second: tuple[float, str] = (math.nan, "")
+
+
+def _rfc3339(t: float) -> str:
+    global _last_second
+    sec, text = _last_second
+    if sec <= t < sec + 0.999999:
+        return text
+    text = _format_rfc3339(t)
+    whole = int(t)
+    if 0.0 <= t - whole < 0.999999:
+        _last_second = (float(whole), text)
+    return text
+
+
 def object_reference(obj: Obj) -> Obj:
-    """The `involvedObject` of an event about `obj`."""
+    """The `involvedObject` of an event about `obj`: its non-empty kind, namespace, name, uid,
+    apiVersion and resourceVersion, in that order."""
     m = obj.get("metadata") or {}
-    ref = {
-        "kind": obj.get("kind", ""),
-        "namespace": m.get("namespace", ""),
-        "name": m.get("name", ""),
-        "uid": m.get("uid", ""),
-        "apiVersion": obj.get("apiVersion", ""),
-        "resourceVersion": m.get("resourceVersion", ""),
-    }
-    return {k: v for k, v in ref.items() if v}
+    ref: Obj = {}
+    if v := obj.get("kind"):
+        ref["kind"] = v
+    if v := m.get("namespace"):
+        ref["namespace"] = v
+    if v := m.get("name"):
+        ref["name"] = v
+    if v := m.get("uid"):
+        ref["uid"] = v
+    if v := obj.get("apiVersion"):
+        ref["apiVersion"] = v
+    if v := m.get("resourceVersion"):
+        ref["resourceVersion"] = v
+    return ref
 
 
 class _LRU(collections.OrderedDict[str, Any]):
@@ -141,17 +166,10 @@ class Correlator:
         now = self.clock()
         ref = event["involvedObject"]
         src = event.get("source") or {}
-        obj_key = "\x00".join(
-            str(x)
-            for x in (
-                src.get("component", ""),
-                src.get("host", ""),
-                ref.get("kind", ""),
-                ref.get("namespace", ""),
-                ref.get("name", ""),
-                ref.get("uid", ""),
-                ref.get("apiVersion", ""),
-            )
+        obj_key = (  # the fields joined by NUL (f-strings format JSON values as str() does)
+            f"{src.get('component', '')}\x00{src.get('host', '')}\x00{ref.get('kind', '')}"
+            f"\x00{ref.get('namespace', '')}\x00{ref.get('name', '')}\x00{ref.get('uid', '')}"
+            f"\x00{ref.get('apiVersion', '')}"
         )
         if not self._allow(obj_key, now):
             return None
@@ -212,7 +230,11 @@ class EventRecorder:
             "reason": reason,
             "message": message[:1024],
             "type": type_,
-            "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+            "source": (
+                {"component": self.component, "host": self.host}
+                if self.host
+                else {"component": self.component}
+            ),
             "eventTime": None,
             "reportingComponent": self.component,
             "reportingInstance": self.host or self.component,

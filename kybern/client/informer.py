@@ -117,25 +117,32 @@ class Informer:
                     idx.setdefault(v, set()).add(key)
 
     def _apply(self, typ: str, obj: Obj) -> None:
-        key = key_of(obj)
-        old = self.items.get(key)
+        m = obj["metadata"]  # key_of(obj), inline: this runs for every event
+        ns = m.get("namespace")
+        key = f"{ns}/{m['name']}" if ns else m["name"]
+        items = self.items
+        old = items.get(key)
         if typ == "DELETED":
             if old is None:
                 return
-            del self.items[key]
-            self._index(key, old, None)
+            del items[key]
+            if self._indexers:
+                self._index(key, old, None)
             for h in self._handlers:
                 if h.on_delete is not None:
                     h.on_delete(obj)
             return
-        self.items[key] = obj
-        self._index(key, old, obj)
-        for h in self._handlers:
-            if old is None:
+        items[key] = obj
+        if self._indexers:
+            self._index(key, old, obj)
+        if old is None:
+            for h in self._handlers:
                 if h.on_add is not None:
                     h.on_add(obj)
-            elif h.on_update is not None:
-                h.on_update(old, obj)
+        else:
+            for h in self._handlers:
+                if h.on_update is not None:
+                    h.on_update(old, obj)
 
     # ---- list and watch ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import yaml
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from kybern.api import errors, registry
 
@@ -83,18 +86,76 @@ def load_kubeconfig(path: str | Path, context: str = "") -> Config:
     )
 
 
+# what `quote(s, safe="")` leaves as it is (most names: DNS labels and subdomains)
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+# a path that `yarl.URL` takes as it is: only characters it never (re)quotes, no query or
+# fragment, no dot segments to normalize (all start with "/.")
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9!$&'()*+,;=:@_.~/-]*").fullmatch
+
+
+def _segment(s: str) -> str:
+    return s if _UNQUOTED(s) else quote(s, safe="")
+
+
 def resource_path(
     res: registry.Resource, namespace: str = "", name: str = "", subresource: str = ""
 ) -> str:
     root = f"/apis/{res.group}/{res.version}" if res.group else f"/api/{res.version}"
     if res.namespaced and namespace:
-        root += f"/namespaces/{quote(namespace, safe='')}"
+        root += f"/namespaces/{_segment(namespace)}"
     root += f"/{res.plural}"
     if name:
-        root += f"/{quote(name, safe='')}"
+        root += f"/{_segment(name)}"
         if subresource:
             root += f"/{subresource}"
     return root
+
+
+def _base_url(server: str) -> URL | None:
+    """`server` parsed once, when `server + path` can be joined without parsing (see
+    `Client._url`): an origin (scheme, host, port) without path, query or fragment, with
+    which joining a path gives what parsing the joined string gives."""
+    try:
+        base = URL(server)
+        if (
+            not base.absolute
+            or server.endswith("/")
+            or base.raw_path != "/"
+            or "?" in server
+            or "#" in server
+        ):
+            return None
+        probe = "/api/v1/namespaces/default/pods/x"
+        if base.with_path(probe, encoded=True) != URL(server + probe):
+            return None
+    except (ValueError, TypeError):
+        return None
+    return base
+
+
+_TIMEOUTS: dict[float, aiohttp.ClientTimeout] = {}
+_CONTENT_TYPES: dict[str, CIMultiDictProxy[str]] = {}
+
+
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    """One (immutable) `ClientTimeout(total=...)` per value, not one per request."""
+    t = _TIMEOUTS.get(total)
+    if t is None:
+        t = aiohttp.ClientTimeout(total=total)
+        if len(_TIMEOUTS) < 64:
+            _TIMEOUTS[total] = t
+    return t
+
+
+def _content_type(content_type: str) -> CIMultiDictProxy[str]:
+    """The request headers of a body: a read-only multidict aiohttp merges without copying
+    it into one first (the same headers, in the same order, as a `dict` gives)."""
+    h = _CONTENT_TYPES.get(content_type)
+    if h is None:
+        h = CIMultiDictProxy(CIMultiDict({"Content-Type": content_type}))
+        if len(_CONTENT_TYPES) < 64:
+            _CONTENT_TYPES[content_type] = h
+    return h
 
 
 class Client:
@@ -105,6 +166,8 @@ class Client:
         self.user_agent = user_agent
         self._limit = qps_limit
         self._session: aiohttp.ClientSession | None = None
+        self._server = ""  # the `cfg.server` that `_base` was parsed from
+        self._base: URL | None = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -130,6 +193,17 @@ class Client:
             await self._session.close()
             self._session = None
 
+    def _url(self, path: str) -> URL | str:
+        """`cfg.server + path` as aiohttp would parse it, without the parsing (and quoting)
+        when `path` is plain: what `resource_path` gives for DNS names."""
+        server = self.cfg.server
+        if server is not self._server:
+            self._server, self._base = server, _base_url(server)
+        base = self._base
+        if base is not None and _PLAIN_PATH(path) and "/." not in path:
+            return base.with_path(path, encoded=True)
+        return server + path
+
     async def request(
         self,
         method: str,
@@ -144,17 +218,17 @@ class Client:
         """The decoded JSON answer of `method path`, None for an empty one or with
         `decode=False` (an answer nobody reads). Errors (>= 400) raise `errors.StatusError`."""
         data = None
-        headers = {}
+        headers = None
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
-            headers["Content-Type"] = content_type
+            headers = _content_type(content_type)
         async with self.session.request(
             method,
-            self.cfg.server + path,
-            params=params,
+            self._url(path),
+            params=params or None,
             data=data,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=_timeout(timeout),
         ) as resp:
             raw = await resp.read()
             if resp.status >= 400:
@@ -278,26 +352,60 @@ class Client:
             allowWatchBookmarks="true" if bookmarks else "",
         )
         async with self.session.get(
-            self.cfg.server + resource_path(res, namespace),
+            self._url(resource_path(res, namespace)),
             params=params,
             timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
         ) as resp:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read())
-            buf = b""
+            lines = _Lines()
+            loads = orjson.loads
             async for chunk in resp.content.iter_any():
-                if b"\n" not in chunk:
-                    buf += chunk
-                    continue
-                # every complete line at once (a chunk often holds many events)
-                *lines, buf = (buf + chunk).split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    ev = orjson.loads(line)
+                for line in lines.feed(chunk):
+                    ev = loads(line)
                     if ev.get("type") == "ERROR":
                         raise errors.from_status(ev.get("object") or {}, 500)
                     yield ev["type"], ev["object"]
+
+
+_BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what `bytes.strip()` strips
+
+
+class _Lines:
+    """Splits a byte stream into its non-blank lines, as views of the chunks (no copies):
+    every complete line of a chunk at once (a chunk often holds many events); a partial line
+    waits for the next chunk, and only that line is joined."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes | memoryview]:
+        end = chunk.find(b"\n")
+        if end < 0:
+            if chunk:
+                self._parts.append(chunk)
+            return []
+        out: list[bytes | memoryview] = []
+        start = 0
+        if self._parts:
+            self._parts.append(chunk[:end])
+            line = b"".join(self._parts)
+            self._parts = []
+            if line.strip():
+                out.append(line)
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        view = memoryview(chunk)
+        while end >= 0:
+            if end > start and (chunk[start] not in _BLANK or chunk[start:end].strip()):
+                out.append(view[start:end])
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        if start < len(chunk):
+            self._parts.append(chunk[start:])
+        return out
 
 
 def _params(**kw: str) -> dict[str, str]:
