@@ -86,17 +86,26 @@ def _env(container: Obj) -> None:
 
 
 def _container(container: Obj, host_network: bool) -> None:
-    _set(container, "terminationMessagePath", "/dev/termination-log")
-    _set(container, "terminationMessagePolicy", "File")
-    _set(container, "imagePullPolicy", _image_pull_policy(container.get("image")))
-    for port in _dicts(container.get("ports")):
-        _set(port, "protocol", "TCP")
-        if host_network and port.get("containerPort"):
-            _set(port, "hostPort", port["containerPort"])
-    resources = _dict(container, "resources")
-    _canonical(resources.get("limits"))
-    _canonical(resources.get("requests"))
-    for name in ("livenessProbe", "readinessProbe", "startupProbe"):
+    # `_set` and `_dict` written out: this runs for every container of every pod write
+    if container.get("terminationMessagePath") is None:
+        container["terminationMessagePath"] = "/dev/termination-log"
+    if container.get("terminationMessagePolicy") is None:
+        container["terminationMessagePolicy"] = "File"
+    if container.get("imagePullPolicy") is None:
+        container["imagePullPolicy"] = _image_pull_policy(container.get("image"))
+    ports = container.get("ports")
+    if isinstance(ports, list) and ports:
+        for port in _dicts(ports):
+            _set(port, "protocol", "TCP")
+            if host_network and port.get("containerPort"):
+                _set(port, "hostPort", port["containerPort"])
+    resources = container.get("resources")
+    if not isinstance(resources, dict):
+        resources = container["resources"] = {}
+    elif resources:
+        _canonical(resources.get("limits"))
+        _canonical(resources.get("requests"))
+    for name in _PROBES:
         probe = container.get(name)
         if isinstance(probe, dict):
             for key, value in PROBE_DEFAULTS.items():
@@ -107,7 +116,12 @@ def _container(container: Obj, host_network: bool) -> None:
     if isinstance(lifecycle, dict):
         _handler(lifecycle.get("postStart"))
         _handler(lifecycle.get("preStop"))
-    _env(container)
+    env = container.get("env")
+    if isinstance(env, list) and env:  # else `_env` has nothing to do
+        _env(container)
+
+
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
 def _field_refs(items: Any) -> None:
@@ -139,22 +153,34 @@ def _volume(volume: Obj) -> None:
 
 def pod_spec_defaults(spec: Obj) -> None:
     """Defaults of a PodSpec, shared by pods and every pod template."""
-    _set(spec, "dnsPolicy", "ClusterFirst")
-    _set(spec, "restartPolicy", "Always")
-    _set(spec, "terminationGracePeriodSeconds", 30)
-    _set(spec, "schedulerName", "default-scheduler")
-    _set(spec, "securityContext", {})
-    _set(spec, "enableServiceLinks", True)
+    get = spec.get  # `_set` written out: this runs for every pod write
+    if get("dnsPolicy") is None:
+        spec["dnsPolicy"] = "ClusterFirst"
+    if get("restartPolicy") is None:
+        spec["restartPolicy"] = "Always"
+    if get("terminationGracePeriodSeconds") is None:
+        spec["terminationGracePeriodSeconds"] = 30
+    if get("schedulerName") is None:
+        spec["schedulerName"] = "default-scheduler"
+    if get("securityContext") is None:
+        spec["securityContext"] = {}
+    if get("enableServiceLinks") is None:
+        spec["enableServiceLinks"] = True
     if spec.get("serviceAccountName") and not spec.get("serviceAccount"):
         spec["serviceAccount"] = spec["serviceAccountName"]
     elif spec.get("serviceAccount") and not spec.get("serviceAccountName"):
         spec["serviceAccountName"] = spec["serviceAccount"]
     host_network = spec.get("hostNetwork") is True
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for container in _dicts(spec.get(key)):
-            _container(container, host_network)
-    for volume in _dicts(spec.get("volumes")):
-        _volume(volume)
+        containers = spec.get(key)
+        if isinstance(containers, list):  # `_dicts` written out
+            for container in containers:
+                if isinstance(container, dict):
+                    _container(container, host_network)
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list) and volumes:
+        for volume in _dicts(volumes):
+            _volume(volume)
     if isinstance(spec.get("overhead"), dict):
         _canonical(spec["overhead"])
 
@@ -165,35 +191,49 @@ def _template(template: Any) -> None:
 
 
 def _qos_class(spec: Obj) -> str:
-    requests: dict[str, bool] = {}
-    limits: dict[str, bool] = {}
+    any_set = False  # a non-zero cpu or memory request or limit in some container
     guaranteed = True
     for container in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
-        resources = _get(container, "resources") or {}
-        own: dict[str, dict[str, Any]] = {}
-        for part, seen in (("requests", requests), ("limits", limits)):
-            own[part] = {}
-            for name, value in (resources.get(part) or {}).items():
-                if name not in ("cpu", "memory"):
-                    continue
-                try:
-                    quantity = validation.parse_quantity(value)
-                except ValueError:
-                    continue
-                if quantity != 0:
-                    seen[name] = True
-                    own[part][name] = quantity
-        if set(own["limits"]) != {"cpu", "memory"} or own["requests"] != own["limits"]:
+        resources = container.get("resources") or {}
+        requests = _qos_quantities(resources.get("requests") or {})
+        limits = _qos_quantities(resources.get("limits") or {})
+        if requests or limits:
+            any_set = True
+        # guaranteed: non-zero cpu and memory limits, and requests equal to them
+        if len(limits) != 2 or requests != limits:
             guaranteed = False
-    if not requests and not limits:
+    if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _qos_quantities(values: Any) -> dict[str, Any]:
+    """The non-zero parsable cpu and memory quantities of a ResourceList."""
+    out = {}
+    for name, value in values.items():
+        if name not in _QOS_RESOURCES:
+            continue
+        try:
+            quantity = validation.parse_quantity(value)
+        except ValueError:
+            continue
+        if quantity != 0:
+            out[name] = quantity
+    return out
+
+
+_QOS_RESOURCES = ("cpu", "memory")
 
 
 def _pod(pod: Obj) -> None:
     spec = _dict(pod, "spec")
     for key in ("initContainers", "containers"):
-        for container in _dicts(spec.get(key)):
+        containers = spec.get(key)
+        if not isinstance(containers, list):  # `_dicts` written out
+            continue
+        for container in containers:
+            if not isinstance(container, dict):
+                continue
             resources = _dict(container, "resources")
             limits = resources.get("limits")
             if isinstance(limits, dict) and limits:
@@ -206,7 +246,9 @@ def _pod(pod: Obj) -> None:
     _set(spec, "preemptionPolicy", "PreemptLowerPriority")
     status = _dict(pod, "status")
     _set(status, "phase", "Pending")
-    _set(status, "qosClass", _qos_class(spec))
+    qos = _qos_class(spec)  # always computed: like the long way, it fails on bad resources
+    if status.get("qosClass") is None:
+        status["qosClass"] = qos
 
 
 # ---------------------------------------------------------------- workloads

@@ -68,10 +68,11 @@ class _MapKey(str):
 class _Node:
     """One compiled typeref. `ok` holds the Python types a leaf accepts; `check` is an extra
     value check (or None); `fields` is a struct's field table, and `table` the same with each
-    child's (kind, ok, check, node) unpacked for the walk; `elem` the list/map element or quieted
-    node; `alts` a union's node per Python type; `go` the Go type name for messages."""
+    child's (kind, ok, check, node) unpacked for the walk; `leaves` maps a struct's leaf fields
+    without a value check to their `ok` (for `_clean_struct`); `elem` the list/map element or
+    quieted node; `alts` a union's node per Python type; `go` the Go type name for messages."""
 
-    __slots__ = ("alts", "check", "elem", "fields", "go", "kind", "name", "ok", "table")
+    __slots__ = ("alts", "check", "elem", "fields", "go", "kind", "leaves", "name", "ok", "table")
 
     def __init__(self, kind: int, go: str) -> None:
         self.kind = kind
@@ -81,6 +82,7 @@ class _Node:
         self.check: Any = None
         self.fields: dict[str, _Node] = {}
         self.table: dict[str, tuple[int, frozenset[type], Any, _Node]] = {}
+        self.leaves: dict[str, frozenset[type]] = {}
         self.elem: _Node | None = None
         self.alts: dict[type, _Node] = {}
 
@@ -88,8 +90,26 @@ class _Node:
 # --- value checks (raise _DecodeError) ---------------------------------------------------------
 
 
+# Strings that passed a check, so that the same timestamps and quantities, which objects repeat
+# (creation and transition times, managedFields, requests), are checked once: bounded, emptied
+# when full. A failing value is never remembered and takes the long way each time.
+_PASSED_MAX: Final = 4096
+_QTY_PASSED: set[str] = set()
+_TIME_PASSED: set[str] = set()
+_MICRO_TIME_PASSED: set[str] = set()
+
+
+def _passed(seen: set[str], val: str) -> None:
+    if len(seen) >= _PASSED_MAX:
+        seen.clear()
+    seen.add(val)
+
+
 def _check_quantity(val: Any) -> None:
-    if type(val) is not str or _QTY_VALID.match(val) is not None:
+    if type(val) is not str or val in _QTY_PASSED:
+        return
+    if _QTY_VALID.match(val) is not None:
+        _passed(_QTY_PASSED, val)
         return
     m = _QTY_SPLIT.match(val.strip())
     if m is None:
@@ -101,11 +121,15 @@ def _check_quantity(val: Any) -> None:
 
 
 def _check_time(val: str) -> None:
-    _parse_time(val, _RFC3339, "2006-01-02T15:04:05Z07:00")
+    if val not in _TIME_PASSED:
+        _parse_time(val, _RFC3339, "2006-01-02T15:04:05Z07:00")
+        _passed(_TIME_PASSED, val)
 
 
 def _check_micro_time(val: str) -> None:
-    _parse_time(val, _RFC3339_MICRO, "2006-01-02T15:04:05.000000Z07:00")
+    if val not in _MICRO_TIME_PASSED:
+        _parse_time(val, _RFC3339_MICRO, "2006-01-02T15:04:05.000000Z07:00")
+        _passed(_MICRO_TIME_PASSED, val)
 
 
 def _parse_time(val: str, pattern: re.Pattern[str], layout: str) -> None:
@@ -206,6 +230,8 @@ class _Compiler:
                     child = self._list(self.int64)
                 node.fields[field] = child
                 node.table[field] = (child.kind, child.ok, child.check, child)
+                if child.kind < _STRUCT and child.check is None:
+                    node.leaves[field] = child.ok
         return node
 
     def ref(self, ref: str) -> _Node:
@@ -383,6 +409,87 @@ def _walk_struct(node: _Node, obj: dict[str, Any], stack: list[Any], unknown: li
     return out
 
 
+# --- the fast check ----------------------------------------------------------------------------
+# Most objects have neither unknown fields nor wrong types. `_clean_struct` says whether that is
+# so, without the path stack and pruned copies of the walk above; when it is not (or a value
+# check raises), `normalize` takes the walk, which finds the same verdict with paths and copies.
+
+
+def _clean(node: _Node, val: Any) -> bool:
+    """Whether `_walk(node, val, ...)` would return `val` itself and report nothing."""
+    kind = node.kind
+    if kind == _LIST or kind == _MAP:
+        is_list = kind == _LIST
+        if type(val) is not (list if is_list else dict):
+            return False
+        elem = node.elem
+        assert elem is not None
+        ekind = elem.kind
+        seq: Any = val  # not narrowed by the check above
+        items = seq if is_list else seq.values()
+        if ekind < _STRUCT:
+            if ekind != _ANY:
+                ok, check = elem.ok, elem.check
+                for item in items:
+                    if type(item) not in ok:
+                        return False
+                    if check is not None and item is not None:
+                        check(item)
+            return True
+        if ekind == _STRUCT:
+            for item in items:
+                if item is not None and (type(item) is not dict or not _clean_struct(elem, item)):
+                    return False
+            return True
+        for item in items:
+            if item is not None and not _clean(elem, item):
+                return False
+        return True
+    if kind == _UNION:
+        alt = node.alts.get(type(val))
+        if alt is None:
+            return False
+        if alt.kind == _STRUCT:
+            return _clean_struct(alt, val)
+        return alt.kind < _STRUCT or _clean(alt, val)
+    if kind == _QUIET:
+        elem = node.elem
+        assert elem is not None
+        if elem.kind == _STRUCT:
+            return type(val) is dict and _clean_struct(elem, val)
+        return _clean(elem, val)
+    return False  # pragma: no cover
+
+
+def _clean_struct(node: _Node, obj: dict[str, Any]) -> bool:
+    """Whether `_walk_struct(node, obj, ...)` would return `obj` itself and report nothing."""
+    leaves, table = node.leaves, node.table
+    for key, val in obj.items():
+        leaf_ok = leaves.get(key)
+        if leaf_ok is not None:  # most fields: a leaf without a value check
+            if type(val) not in leaf_ok:
+                return False
+            continue
+        spec = table.get(key)
+        if spec is None:
+            return False
+        kind, ok, check, child = spec
+        if kind < _STRUCT:
+            if type(val) not in ok:
+                return False
+            if check is not None and val is not None:
+                check(val)
+            continue
+        if val is None:
+            continue
+        if kind == _STRUCT:
+            if type(val) is not dict or not _clean_struct(child, val):
+                return False
+        elif not _clean(child, val):
+            return False
+    return True
+
+
 # --- public API --------------------------------------------------------------------------------
 
 
@@ -423,6 +530,12 @@ def normalize(
     node = _KIND_NODES.get(f"{group}/{version}/{kind}")
     if node is None:
         return obj, []
+    if type(obj) is dict:
+        try:
+            if _clean_struct(node, obj):
+                return obj, []
+        except _DecodeError:
+            pass  # the walk raises it, with the path
     unknown: list[str] = []
     try:
         if type(obj) is not dict:

@@ -88,7 +88,34 @@ def _match(kind: str, value: str) -> bool:
     return _RE[kind].fullmatch(value) is not None
 
 
+# The name checks below remember the strings they found valid (names, namespaces, label keys and
+# values repeat across objects), so that a repeated valid string costs a set lookup instead of
+# the regular expressions: per check, bounded, emptied when full. Only exact `str`s are
+# remembered; anything else, and every invalid value, takes the long way (`_..._checked`).
+_VALID_MAX = 4096
+_VALID_LABELS: set[str] = set()
+_VALID_SUBDOMAINS: set[str] = set()
+_VALID_QUALIFIED: set[str] = set()
+_VALID_LABEL_VALUES: set[str] = set()
+
+
+def _remember(valid: set[str], value: str) -> None:
+    if value.__class__ is str:
+        if len(valid) >= _VALID_MAX:
+            valid.clear()
+        valid.add(value)
+
+
 def is_dns1123_label(value: str) -> list[str]:
+    if value.__class__ is str and value in _VALID_LABELS:
+        return []
+    errs = _dns1123_label_checked(value)
+    if not errs:
+        _remember(_VALID_LABELS, value)
+    return errs
+
+
+def _dns1123_label_checked(value: str) -> list[str]:
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not _match("label", value):
         if _match("subdomain", value):
@@ -99,6 +126,15 @@ def is_dns1123_label(value: str) -> list[str]:
 
 
 def is_dns1123_subdomain(value: str) -> list[str]:
+    if value.__class__ is str and value in _VALID_SUBDOMAINS:
+        return []
+    errs = _dns1123_subdomain_checked(value)
+    if not errs:
+        _remember(_VALID_SUBDOMAINS, value)
+    return errs
+
+
+def _dns1123_subdomain_checked(value: str) -> list[str]:
     errs = [max_len_error(253)] if len(value) > 253 else []
     if not _match("subdomain", value):
         errs.append(regex_error(_DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, "example.com"))
@@ -113,6 +149,15 @@ def is_dns1035_label(value: str) -> list[str]:
 
 
 def is_qualified_name(value: str) -> list[str]:
+    if value.__class__ is str and value in _VALID_QUALIFIED:
+        return []
+    errs = _qualified_name_checked(value)
+    if not errs:
+        _remember(_VALID_QUALIFIED, value)
+    return errs
+
+
+def _qualified_name_checked(value: str) -> list[str]:
     parts = value.split("/")
     errs: list[str] = []
     if len(parts) == 1:
@@ -142,6 +187,15 @@ def is_qualified_name(value: str) -> list[str]:
 
 
 def is_valid_label_value(value: str) -> list[str]:
+    if value.__class__ is str and value in _VALID_LABEL_VALUES:
+        return []
+    errs = _label_value_checked(value)
+    if not errs:
+        _remember(_VALID_LABEL_VALUES, value)
+    return errs
+
+
+def _label_value_checked(value: str) -> list[str]:
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not _match("value", value):
         errs.append(regex_error(_LABEL_VALUE_MSG, LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
@@ -190,8 +244,10 @@ def _name_check(rule: str, name: str, prefix: bool = False) -> list[str]:
         return is_path_segment_name(name)
     if prefix and name.endswith("-"):
         name = name[:-1] + "a"
-    check = {"label": is_dns1123_label, "dns1035": is_dns1035_label}.get(rule)
-    return (check or is_dns1123_subdomain)(name)
+    return _NAME_CHECKS.get(rule, is_dns1123_subdomain)(name)
+
+
+_NAME_CHECKS = {"label": is_dns1123_label, "dns1035": is_dns1035_label}
 
 
 # ---------------------------------------------------------------- quantities
@@ -336,11 +392,12 @@ def _norm(value: Any) -> Any:
 def validate_labels(labels: Any, path: str) -> FieldErrors:
     errs: FieldErrors = []
     for key, value in _d(labels).items():
-        errs += [_invalid(path, key, m) for m in is_qualified_name(key)]
+        if msgs := is_qualified_name(key):
+            errs += [_invalid(path, key, m) for m in msgs]
         if not isinstance(value, str):
             errs.append(_invalid(path, value, "must be a string"))
-        else:
-            errs += [_invalid(path, value, m) for m in is_valid_label_value(value)]
+        elif msgs := is_valid_label_value(value):
+            errs += [_invalid(path, value, m) for m in msgs]
     return errs
 
 
@@ -386,20 +443,28 @@ def validate_resource_requirements(res: Any, path: str, container: bool = True) 
     for containers known resource names."""
     res, errs = _d(res), []
     parsed: dict[str, dict[str, Decimal]] = {"limits": {}, "requests": {}}
-    std = ("cpu", "memory", "ephemeral-storage")
-    for part in ("limits", "requests"):
-        for name, value in _d(res.get(part)).items():
-            qpath = f"{path}.{part}[{name}]"
-            standard = name in std or name.startswith("hugepages-") or "/" in name
+    for part in _RESOURCE_PARTS:
+        values = res.get(part)
+        if not isinstance(values, dict) or not values:
+            continue  # nothing to check (`_d` of it is empty)
+        seen = parsed[part]
+        for name, value in values.items():
+            # the path is built only for an error
+            standard = name in _STD_RESOURCES or name.startswith("hugepages-") or "/" in name
             if container and not standard:
-                errs.append(_invalid(qpath, name, "must be a standard resource for containers"))
+                detail = "must be a standard resource for containers"
+                errs.append(_invalid(f"{path}.{part}[{name}]", name, detail))
             try:
-                parsed[part][name] = parse_quantity(value)
+                quantity = seen[name] = parse_quantity(value)
             except ValueError as exc:
-                errs.append(_invalid(qpath, value, str(exc)))
+                errs.append(_invalid(f"{path}.{part}[{name}]", value, str(exc)))
                 continue
-            if parsed[part][name] < 0:
-                errs.append(_invalid(qpath, canonical_quantity(value), IS_NEGATIVE))
+            if quantity < 0:
+                errs.append(
+                    _invalid(f"{path}.{part}[{name}]", canonical_quantity(value), IS_NEGATIVE)
+                )
+    if not parsed["requests"] or not parsed["limits"]:
+        return errs
     for name, req in parsed["requests"].items():
         if name in parsed["limits"] and req > parsed["limits"][name]:
             limit = canonical_quantity(res["limits"][name])
@@ -407,6 +472,10 @@ def validate_resource_requirements(res: Any, path: str, container: bool = True) 
             value = canonical_quantity(res["requests"][name])
             errs.append(_invalid(f"{path}.requests[{name}]", value, detail))
     return errs
+
+
+_RESOURCE_PARTS = ("limits", "requests")
+_STD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
 
 def int_or_percent(value: Any, path: str) -> tuple[FieldErrors, int]:
@@ -457,20 +526,38 @@ def base64_errors(path: str, value: Any) -> FieldErrors:
 
 
 def _meta_common(meta: dict[str, Any], path: str) -> FieldErrors:
-    errs = _nonneg(meta.get("generation"), _c(path, "generation"))
-    errs += validate_labels(meta.get("labels"), _c(path, "labels"))
-    annotations, apath = _d(meta.get("annotations")), _c(path, "annotations")
-    size = 0
-    for key, value in annotations.items():
-        errs += [_invalid(apath, key, m) for m in is_qualified_name(key.lower())]
-        size += len(key.encode()) + len(str(value).encode())
-    if size > ANNOTATIONS_LIMIT:
-        errs.append(
-            errors.FieldError(
-                "FieldValueTooLong", apath, f"Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
-            )
-        )
-    refs, rpath, controller = _l(meta.get("ownerReferences")), _c(path, "ownerReferences"), ""
+    # paths are built only where there is something to check
+    generation = meta.get("generation")
+    errs = _nonneg(generation, _c(path, "generation")) if _is_int(generation) else []
+    labels = meta.get("labels")
+    if isinstance(labels, dict) and labels:  # else nothing to report
+        errs += validate_labels(labels, _c(path, "labels"))
+    annotations = _d(meta.get("annotations"))
+    if annotations:
+        apath, size = _c(path, "annotations"), 0
+        for key, value in annotations.items():
+            errs += [_invalid(apath, key, m) for m in is_qualified_name(key.lower())]
+            size += len(key.encode()) + len(str(value).encode())
+        if size > ANNOTATIONS_LIMIT:
+            msg = f"Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
+            errs.append(errors.FieldError("FieldValueTooLong", apath, msg))
+    refs = _l(meta.get("ownerReferences"))
+    if refs:
+        errs += _owner_references(refs, _c(path, "ownerReferences"))
+    finalizers = _l(meta.get("finalizers"))
+    if finalizers:
+        fpath = _c(path, "finalizers")
+        for fin in finalizers:
+            errs += [_invalid(fpath, fin, m) for m in is_qualified_name(str(fin))]
+        if "orphan" in finalizers and "foregroundDeletion" in finalizers:
+            detail = "finalizer orphan and foregroundDeletion cannot be both set"
+            errs.append(_invalid(fpath, finalizers, detail))
+    return errs
+
+
+def _owner_references(refs: list[Any], rpath: str) -> FieldErrors:
+    errs: FieldErrors = []
+    controller = ""
     for ref in refs:
         ref = _d(ref)
         api_version = str(ref.get("apiVersion") or "")
@@ -489,12 +576,6 @@ def _meta_common(meta: dict[str, Any], path: str) -> FieldErrors:
                 errs.append(_invalid(rpath, refs, detail))
             else:
                 controller = current
-    finalizers, fpath = _l(meta.get("finalizers")), _c(path, "finalizers")
-    for fin in finalizers:
-        errs += [_invalid(fpath, fin, m) for m in is_qualified_name(str(fin))]
-    if "orphan" in finalizers and "foregroundDeletion" in finalizers:
-        detail = "finalizer orphan and foregroundDeletion cannot be both set"
-        errs.append(_invalid(fpath, finalizers, detail))
     return errs
 
 
@@ -511,15 +592,16 @@ def validate_object_meta(
         errs += [_invalid(gpath, generate, m) for m in _name_check(name_rule, generate, True)]
     if not name and not generate:
         errs.append(errors.required(_c(path, "name"), "name or generateName is required"))
-    elif name:
-        errs += [_invalid(_c(path, "name"), name, m) for m in _name_check(name_rule, name)]
-    namespace, npath = meta.get("namespace") or "", _c(path, "namespace")
+    elif name and (msgs := _name_check(name_rule, name)):
+        errs += [_invalid(_c(path, "name"), name, m) for m in msgs]
+    namespace = meta.get("namespace") or ""
     if namespaced and not namespace:
-        errs.append(errors.required(npath))
+        errs.append(errors.required(_c(path, "namespace")))
     elif namespaced:
-        errs += [_invalid(npath, namespace, m) for m in is_dns1123_label(namespace)]
+        if msgs := is_dns1123_label(namespace):
+            errs += [_invalid(_c(path, "namespace"), namespace, m) for m in msgs]
     elif namespaced is False and namespace:
-        errs.append(errors.forbidden(npath, "not allowed on this type"))
+        errs.append(errors.forbidden(_c(path, "namespace"), "not allowed on this type"))
     return errs + _meta_common(meta, path)
 
 
@@ -546,28 +628,41 @@ def validate_object_meta_update(
     gen_new, gen_old = new.get("generation"), old.get("generation")
     if _is_int(gen_new) and _is_int(gen_old) and gen_new < gen_old:
         errs.append(_invalid(_c(path, "generation"), gen_new, "must not be decremented"))
-    always = ("name", "namespace")
-    when_set = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
-    for fld in always + when_set:
+    for fld, when_set in _META_IMMUTABLE:
         nv, ov = new.get(fld), old.get(fld)
-        if fld in when_set and nv in (None, ""):
+        if when_set and nv in (None, ""):
             continue
         if (nv or None) != (ov or None):
             errs.append(_invalid(_c(path, fld), nv, FIELD_IMMUTABLE))
     return errs + _meta_common(new, path)
 
 
+# compared always, or only when the new object sets them (see validate_object_meta_update)
+_META_IMMUTABLE = (
+    ("name", False),
+    ("namespace", False),
+    ("uid", True),
+    ("creationTimestamp", True),
+    ("deletionTimestamp", True),
+    ("deletionGracePeriodSeconds", True),
+)
+
+
 def validate(kind: str, obj: dict[str, Any]) -> FieldErrors:
     """The rules of built-in `kind` beyond `validate_object_meta` (spec, data, template, and
     core's standard-finalizer rule); unknown kinds have none."""
-    from kybern.api import validation_kinds
-
-    return validation_kinds.validate(kind, obj)
+    return _kinds().validate(kind, obj)
 
 
 def validate_update(kind: str, new: dict[str, Any], old: dict[str, Any]) -> FieldErrors:
     """Update-only rules of `kind` (immutable fields); callers also run `validate` on `new`
     and `validate_object_meta_update`."""
+    return _kinds().validate_update(kind, new, old)
+
+
+@functools.cache
+def _kinds() -> Any:
+    """`validation_kinds`, which imports this module (imported once, on first use)."""
     from kybern.api import validation_kinds
 
-    return validation_kinds.validate_update(kind, new, old)
+    return validation_kinds

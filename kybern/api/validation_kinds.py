@@ -69,23 +69,32 @@ def _ports(ports: Any, path: str) -> FieldErrors:
     return errs
 
 
+_PULL_POLICIES = ["Always", "IfNotPresent", "Never"]
+_MESSAGE_POLICIES = ["File", "FallbackToLogsOnError"]
+
+
 def _container(ctr: Any, path: str, names: set[str], volumes: set[str]) -> FieldErrors:
+    # paths are built only for an error, or where there is something to check
     ctr, errs = _d(ctr), []
-    name, npath = ctr.get("name") or "", _c(path, "name")
+    name = ctr.get("name") or ""
     if not name:
-        errs.append(errors.required(npath))
+        errs.append(errors.required(_c(path, "name")))
     else:
-        errs += _each(npath, name, v.is_dns1123_label(name))
+        if msgs := v.is_dns1123_label(name):
+            errs += _each(_c(path, "name"), name, msgs)
         if name in names:
-            errs.append(errors.duplicate(npath, name))
+            errs.append(errors.duplicate(_c(path, "name"), name))
         names.add(name)
     if not ctr.get("image"):
         errs.append(errors.required(_c(path, "image")))
-    pull = ["Always", "IfNotPresent", "Never"]
-    errs += _enum(ctr.get("imagePullPolicy"), _c(path, "imagePullPolicy"), pull)
+    pull = ctr.get("imagePullPolicy")
+    if pull is not None and pull not in _PULL_POLICIES:
+        errs += _enum(pull, _c(path, "imagePullPolicy"), _PULL_POLICIES)
     policy = ctr.get("terminationMessagePolicy")
-    errs += _enum(policy, _c(path, "terminationMessagePolicy"), ["File", "FallbackToLogsOnError"])
-    errs += _ports(ctr.get("ports"), _c(path, "ports"))
+    if policy is not None and policy not in _MESSAGE_POLICIES:
+        errs += _enum(policy, _c(path, "terminationMessagePolicy"), _MESSAGE_POLICIES)
+    if ports := _l(ctr.get("ports")):
+        errs += _ports(ports, _c(path, "ports"))
     for i, env in enumerate(_l(ctr.get("env"))):
         ename, epath = _d(env).get("name") or "", f"{path}.env[{i}].name"
         if not ename:
@@ -102,10 +111,20 @@ def _container(ctr: Any, path: str, names: set[str], volumes: set[str]) -> Field
             errs.append(errors.FieldError("FieldValueNotFound", _c(mpath, "name"), msg))
         if not mount.get("mountPath"):
             errs.append(errors.required(_c(mpath, "mountPath")))
-    return errs + v.validate_resource_requirements(ctr.get("resources"), _c(path, "resources"))
+    resources = ctr.get("resources")
+    if isinstance(resources, dict) and resources:  # else nothing to report
+        errs += v.validate_resource_requirements(resources, _c(path, "resources"))
+    return errs
+
+
+_RESTART_POLICIES = ["Always", "OnFailure", "Never"]
+_DNS_POLICIES = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
+_TOLERATION_OPERATORS = ["Equal", "Exists"]
+_TAINT_EFFECTS = ["NoExecute", "NoSchedule", "PreferNoSchedule"]
 
 
 def _pod_spec(spec: Any, path: str) -> FieldErrors:
+    # paths are built only for an error, or where there is something to check
     spec, errs = _d(spec), []
     volumes: set[str] = set()
     for i, vol in enumerate(_l(spec.get("volumes"))):
@@ -123,15 +142,19 @@ def _pod_spec(spec: Any, path: str) -> FieldErrors:
     for key in ("initContainers", "containers"):
         for i, ctr in enumerate(_l(spec.get(key))):
             errs += _container(ctr, f"{path}.{key}[{i}]", names, volumes)
-    restart = ["Always", "OnFailure", "Never"]
-    errs += _enum(spec.get("restartPolicy"), _c(path, "restartPolicy"), restart)
-    dns = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
-    errs += _enum(spec.get("dnsPolicy"), _c(path, "dnsPolicy"), dns)
+    restart = spec.get("restartPolicy")
+    if restart is not None and restart not in _RESTART_POLICIES:
+        errs += _enum(restart, _c(path, "restartPolicy"), _RESTART_POLICIES)
+    dns = spec.get("dnsPolicy")
+    if dns is not None and dns not in _DNS_POLICIES:
+        errs += _enum(dns, _c(path, "dnsPolicy"), _DNS_POLICIES)
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and (not _is_int(deadline) or not 1 <= deadline <= v.MAX_INT32):
         detail = v.inclusive_range_error(1, v.MAX_INT32)
         errs.append(_invalid(_c(path, "activeDeadlineSeconds"), deadline, detail))
-    errs += v.validate_labels(spec.get("nodeSelector"), _c(path, "nodeSelector"))
+    node_selector = spec.get("nodeSelector")
+    if isinstance(node_selector, dict) and node_selector:  # else nothing to report
+        errs += v.validate_labels(node_selector, _c(path, "nodeSelector"))
     if sa := spec.get("serviceAccountName"):
         errs += _each(_c(path, "serviceAccountName"), sa, v.is_dns1123_subdomain(sa))
     for fld in ("hostname", "subdomain"):
@@ -139,9 +162,9 @@ def _pod_spec(spec: Any, path: str) -> FieldErrors:
             errs += _each(_c(path, fld), value, v.is_dns1123_label(value))
     for i, tol in enumerate(_l(spec.get("tolerations"))):
         tol, tpath = _d(tol), f"{path}.tolerations[{i}]"
-        errs += _enum(tol.get("operator") or None, _c(tpath, "operator"), ["Equal", "Exists"])
-        effects = ["NoExecute", "NoSchedule", "PreferNoSchedule"]
-        errs += _enum(tol.get("effect") or None, _c(tpath, "effect"), effects)
+        op = tol.get("operator") or None
+        errs += _enum(op, _c(tpath, "operator"), _TOLERATION_OPERATORS)
+        errs += _enum(tol.get("effect") or None, _c(tpath, "effect"), _TAINT_EFFECTS)
     return errs
 
 
@@ -150,6 +173,14 @@ def _without_seconds(tol: Any) -> dict[str, Any]:
 
 
 def _pod_update(new: dict[str, Any], old: dict[str, Any]) -> FieldErrors:
+    if _d(new.get("spec")) == _d(old.get("spec")):
+        # an unchanged spec (every status update) passes: the rules below only compare the
+        # two specs after setting the mutable fields of the new one to the old one's values
+        return []
+    return _pod_update_rules(new, old)
+
+
+def _pod_update_rules(new: dict[str, Any], old: dict[str, Any]) -> FieldErrors:
     spec, ospec, errs = objects.deep_copy(_d(new.get("spec"))), _d(old.get("spec")), []
     for key in ("containers", "initContainers"):
         ours, theirs = _l(spec.get(key)), _l(ospec.get(key))
@@ -460,20 +491,23 @@ def _spec_errors(kind: str, obj: dict[str, Any]) -> FieldErrors:
         return _workload(kind, obj)
     if kind == "Job":
         return _job_spec(obj.get("spec"), "spec")
-    simple = {
-        "CronJob": _cronjob,
-        "Service": _service,
-        "Node": _node,
-        "Lease": _lease,
-        "PersistentVolumeClaim": _pvc,
-    }
-    if kind in simple:
-        return simple[kind](obj)
+    simple = _SIMPLE.get(kind)
+    if simple is not None:
+        return simple(obj)
     if kind in ("ConfigMap", "Secret"):
         return _config_map(kind, obj)
     if kind == "Namespace":
         return v.validate_finalizer_names(_d(obj.get("spec")).get("finalizers"), "spec.finalizers")
     return validation_more.validate(kind, obj)
+
+
+_SIMPLE = {
+    "CronJob": _cronjob,
+    "Service": _service,
+    "Node": _node,
+    "Lease": _lease,
+    "PersistentVolumeClaim": _pvc,
+}
 
 
 def validate(kind: str, obj: dict[str, Any]) -> FieldErrors:
