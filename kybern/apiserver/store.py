@@ -502,7 +502,7 @@ class Store:
     ) -> Obj:
         old = current.obj
         new = strategy.prepare_update(res, obj, old, subresource)
-        if not res.crd and subresource != "status":
+        if not res.crd and subresource not in ("status", "binding"):  # a binding is not decoded
             defaults.apply_defaults(res.kind, new)
         if field_manager is not None:
             sub = subresource if managed_as is None else managed_as
