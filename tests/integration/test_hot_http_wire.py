@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import http as aiohttp_http
+from conftest import Server, running_server
 
 from kybern.api import protobuf
-from tests.integration.conftest import Server, running_server
 
 NS = "wire"
 _POD = {
