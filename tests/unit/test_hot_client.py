@@ -72,8 +72,8 @@ def joined(server: str, path: str) -> URL:
 def test_url_join_equals_parsing_the_joined_string(server: str, path: str) -> None:
     try:
         expected = URL(server + path)
-    except ValueError:
-        with pytest.raises(ValueError):
+    except (ValueError, IndexError) as e:  # urlsplit raises IndexError for "https://[::1]@"
+        with pytest.raises(type(e)):
             joined(server, path)
         return
     got = joined(server, path)
