@@ -4,9 +4,10 @@ dropped past `SIGNED_VALUES_KEPT`), one value per node of the snapshot's node li
 status, a raw or weighted score) and recomputes only the nodes the snapshot's `ChangeLog`
 reports changed since; `Window` records which slice of that list a cycle evaluated so the
 score pass can take the same nodes' values out of it; `batch_filter`/`batch_score` adapt
-per-node filter and score plugins to whole-list calls; `filter_each` runs the filters over a
-node list keeping each node's first failure; `num_feasible_nodes_to_find` is kube's adaptive
-sample size."""
+per-node filter and score plugins to whole-list calls; `run_filters` runs the filters over a
+node list, each node stopping at its first failure (the one loop both the framework's chunked
+search and `filter_each`, the first failure per node as a list, use);
+`num_feasible_nodes_to_find` is kube's adaptive sample size."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ class SignedValues(OrderedDict[Hashable, NodeValues]):
             dirty = self._dirty(snap, nodes, entry.position, end)
             if dirty is not None:
                 entry.position = end
-                if dirty:
+                if dirty[0]:
                     values, new = entry.values, compute(dirty[0])
                     if entry.uniform and new.count(values[0]) != len(new):
                         entry.uniform = False
@@ -194,15 +195,19 @@ def batch_score(pl: fw.ScorePlugin) -> BatchScore:
     return score_nodes
 
 
-def filter_each(
+def run_filters(
     state: fw.CycleState,
     pod: PodInfo,
     nodes: list[NodeInfo],
     filters: list[tuple[str, BatchFilter]],
-) -> list[fw.Status | None]:
-    """The first failing filter's status per node (None: feasible)."""
-    out: list[fw.Status | None] = [None] * len(nodes)
-    alive, where = nodes, list(range(len(nodes)))
+) -> tuple[list[NodeInfo], list[int] | None, list[tuple[int, fw.Status]]]:
+    """The filters over `nodes` in order, each node stopping at its first failure: (the nodes
+    that passed every filter, their indexes in `nodes` (None: all of them, `nodes` itself is
+    returned), and each failed node's index with its status, the failing plugin's name set,
+    grouped by filter in filter order). A filter's `Error` status raises RuntimeError."""
+    alive = nodes
+    where: list[int] | None = None
+    failures: list[tuple[int, fw.Status]] = []
     for name, fn in filters:
         if not alive:
             break
@@ -212,9 +217,28 @@ def filter_each(
         for i, fst in failed.items():
             if fst.code == fw.Code.ERROR:
                 raise RuntimeError(f"running Filter plugin {name!r}: {fst.message}")
-            out[where[i]] = fst if fst.plugin == name else fst.with_plugin(name)
+            failures.append(
+                (
+                    i if where is None else where[i],
+                    fst if fst.plugin == name else fst.with_plugin(name),
+                )
+            )
         keep = [i for i in range(len(alive)) if i not in failed]
-        alive, where = [alive[i] for i in keep], [where[i] for i in keep]
+        alive = [alive[i] for i in keep]
+        where = keep if where is None else [where[i] for i in keep]
+    return alive, where, failures
+
+
+def filter_each(
+    state: fw.CycleState,
+    pod: PodInfo,
+    nodes: list[NodeInfo],
+    filters: list[tuple[str, BatchFilter]],
+) -> list[fw.Status | None]:
+    """The first failing filter's status per node (None: feasible)."""
+    out: list[fw.Status | None] = [None] * len(nodes)
+    for i, st in run_filters(state, pod, nodes, filters)[2]:
+        out[i] = st
     return out
 
 

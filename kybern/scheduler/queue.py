@@ -228,6 +228,9 @@ class SchedulingQueue:
         """Move the parked pods `event` may help (by their rejecting plugins' registered
         events, and `pre_check`); returns how many moved."""
         moved = 0
+        if not self._unschedulable:  # nothing parked (the usual case on every bound pod)
+            self.move_request_cycle = self.scheduling_cycle
+            return 0
         for key, qpi in list(self._unschedulable.items()):
             if not self._interested(qpi, event):
                 continue

@@ -36,6 +36,7 @@ from kybern.scheduler.nodevalues import (
     batch_score,
     filter_each,
     num_feasible_nodes_to_find,
+    run_filters,
     take,
 )
 
@@ -44,6 +45,7 @@ log = logging.getLogger("kybern.scheduler")
 MIN_CHUNK = 16  # nodes filtered per batch call once most of the sample is found
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
 FEW_TIES = 8  # select_host finds the n-th best node by index() below this, else in one pass
+TIE_PROBES = 4  # random probes select_host tries for a best node before it counts the ties
 
 
 @dataclass
@@ -206,12 +208,13 @@ class Framework:
         same nodes, statuses and next start index, without running the filters again."""
         skip = state.skip_filter_plugins
         filters = [f for f in self._filters if f[0] not in skip] if skip else self._filters
-        statuses: list[fw.Status | None] = self._signed.node_values(
-            snap, key, lambda ns: filter_each(state, pod, ns, filters)
-        )
+        entry = self._signed.node_entry(snap, key, lambda ns: filter_each(state, pod, ns, filters))
+        statuses: list[fw.Status | None] = entry.values
         nodes = snap.node_infos()
         n = len(nodes)
         found = pos = processed = 0
+        if entry.is_uniform() and statuses[0] is None:
+            found = processed = min(to_find, n)  # every node fits: the first `to_find` do
         while pos < n and found < to_find:
             need = to_find - found
             size = min(max(need, MIN_CHUNK), n - pos)
@@ -297,34 +300,19 @@ class Framework:
         rotated = candidates[start:] + candidates[:start] if start else candidates
         feasible: list[NodeInfo] = []
         pos = processed = 0
+        statuses = diagnosis.node_to_status
+        plugins = diagnosis.unschedulable_plugins
         while pos < n_all and len(feasible) < to_find:
             size = min(max(to_find - len(feasible), MIN_CHUNK), n_all - pos)
             chunk = rotated[pos : pos + size]
-            alive = chunk
-            for name, fn in filters:
-                if not alive:
-                    break
-                failed = fn(state, pod, alive)
-                if not failed:
-                    continue
-                for i, fst in failed.items():
-                    if fst.code == fw.Code.ERROR:
-                        raise RuntimeError(f"running Filter plugin {name!r}: {fst.message}")
-                    diagnosis.node_to_status[alive[i].name] = (
-                        fst if fst.plugin == name else fst.with_plugin(name)
-                    )
-                diagnosis.unschedulable_plugins.add(name)
-                alive = [n for i, n in enumerate(alive) if i not in failed]
-            take = to_find - len(feasible)
-            if len(alive) >= take:
-                last = alive[take - 1]
-                at = (
-                    take - 1
-                    if alive is chunk
-                    else next(i for i, n in enumerate(chunk) if n is last)
-                )
-                processed = pos + at + 1
-                feasible += alive[:take]
+            alive, where, failures = run_filters(state, pod, chunk, filters)
+            for i, fst in failures:
+                statuses[chunk[i].name] = fst
+                plugins.add(fst.plugin)
+            need = to_find - len(feasible)
+            if len(alive) >= need:
+                processed = pos + (need if where is None else where[need - 1] + 1)
+                feasible += alive[:need]
                 break
             feasible += alive
             pos += size
@@ -459,8 +447,21 @@ class Framework:
         return totals, offset
 
     def select_host(self, nodes: list[NodeInfo], totals: list[int]) -> NodeInfo:
-        """The highest total; ties broken uniformly at random."""
+        """The highest total; ties broken uniformly at random (as kube's reservoir sampling
+        does). A few uniform random probes come first: one that lands on a best node picks it,
+        so with many ties no pass counts or walks them; once the probes miss, one tie is drawn
+        uniformly by its rank. Either way every tied node is equally likely."""
         best = max(totals)
+        randrange = self._rng.randrange
+        n = len(totals)
+        for _ in range(TIE_PROBES):
+            at = randrange(n)
+            if totals[at] == best:
+                return nodes[at]
+        return self._nth_best(nodes, totals, best)
+
+    def _nth_best(self, nodes: list[NodeInfo], totals: list[int], best: int) -> NodeInfo:
+        """A node with total `best`, drawn uniformly among those."""
         tied = totals.count(best)
         if tied == 1:
             return nodes[totals.index(best)]

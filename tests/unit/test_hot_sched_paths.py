@@ -2,9 +2,10 @@
 in place equals adding `Resource.from_list` vectors; `PodInfo.with_node` copies every slot;
 the informer's copy of a bound assumed pod reuses the assumed pod info (`PodInfo.rebound`)
 exactly when `PodInfo(pod)` would equal it, and `Cache.confirm_pod` leaves the cache as
-`Cache.add_pod` does; `select_host` picks the node the one-pass tie search picks; scores that
-are uniform normalize (`normalize_uniform`) as `normalize_score` does; and the scheduler's
-informer handlers leave the same cache and queue with the confirmation fast path as without."""
+`Cache.add_pod` does; `select_host` picks the node its random probes, then the one-pass tie
+search, pick (uniformly among the ties); scores that are uniform normalize
+(`normalize_uniform`) as `normalize_score` does; and the scheduler's informer handlers leave the
+same cache and queue with the confirmation fast path as without."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from kybern.scheduler.nodeinfo import (
 from kybern.scheduler.plugins.nodeaffinity import NodeAffinity
 from kybern.scheduler.plugins.tainttoleration import TaintToleration
 from kybern.scheduler.profile import Profile
-from kybern.scheduler.runtime import Framework
+from kybern.scheduler.runtime import TIE_PROBES, Framework
 
 Obj = dict[str, Any]
 
@@ -345,6 +346,16 @@ def reference_select(rng: random.Random, totals: list[int]) -> int:
     return next(itertools.islice(ties, nth, None))
 
 
+def probing_select(rng: random.Random, totals: list[int]) -> int:
+    """`select_host` spelled out: `TIE_PROBES` uniform probes, then the one-pass search."""
+    best = max(totals)
+    for _ in range(TIE_PROBES):
+        at = rng.randrange(len(totals))
+        if totals[at] == best:
+            return at
+    return reference_select(rng, totals)
+
+
 def test_select_host_picks_what_the_one_pass_search_picks() -> None:
     cache = Cache()
     for i in range(300):
@@ -358,7 +369,37 @@ def test_select_host_picks_what_the_one_pass_search_picks() -> None:
         totals = [data.randrange(spread) + 150 for _ in range(n)]
         fwk._rng = random.Random(trial)
         ref = random.Random(trial)
-        assert fwk.select_host(nodes[:n], totals) is nodes[reference_select(ref, totals)]
+        assert fwk.select_host(nodes[:n], totals) is nodes[probing_select(ref, totals)]
+        # the ranked search alone (what the probes fall back on) is the one-pass search
+        ref = random.Random(trial)
+        fwk._rng = random.Random(trial)
+        assert fwk._nth_best(nodes[:n], totals, max(totals)) is nodes[reference_select(ref, totals)]
+
+
+@pytest.mark.parametrize("tied", [1, 2, 5, 50, 99, 100])
+def test_select_host_is_uniform_over_the_ties(tied: int) -> None:
+    """Probes then ranked search: every best node equally likely (kube's reservoir sampling
+    picks uniformly too), never another one. Seeded, so the counts are fixed; the bound is a
+    chi-square test at p ~ 1e-6, which a fixed seed passes or fails deterministically."""
+    cache = Cache()
+    for i in range(100):
+        cache.add_node(node_obj(f"n{i}"))
+    fwk = Framework(Profile(), plugins.in_tree(), fw.Handle(snapshot=cache))
+    nodes = cache.node_infos()
+    layout = random.Random(tied)
+    best_at = set(layout.sample(range(100), tied))
+    totals = [300 if i in best_at else layout.randrange(300) for i in range(100)]
+    fwk._rng = random.Random(1000 + tied)
+    draws = 400 * tied
+    counts: dict[str, int] = {}
+    for _ in range(draws):
+        name = fwk.select_host(nodes, totals).name
+        counts[name] = counts.get(name, 0) + 1
+    assert set(counts) == {nodes[i].name for i in best_at}
+    expected = draws / tied
+    chi2 = sum((counts[nodes[i].name] - expected) ** 2 / expected for i in best_at)
+    dof = tied - 1
+    assert chi2 <= dof + 10 * (2 * dof) ** 0.5 + 25
 
 
 # ---- uniform normalization ----------------------------------------------------------------------

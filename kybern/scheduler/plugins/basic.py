@@ -57,6 +57,8 @@ class NodeUnschedulable:
 
     def sign_pod(self, pod: PodInfo) -> Hashable:
         tolerations = pod.spec.get("tolerations") or ()
+        if not tolerations:
+            return False  # what `any` gives over no tolerations
         return any(tolerates(t, UNSCHEDULABLE_TAINT) for t in tolerations)
 
     def filter(self, state: fw.CycleState, pod: PodInfo, node: NodeInfo) -> fw.Status | None:

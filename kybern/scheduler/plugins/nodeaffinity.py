@@ -13,6 +13,7 @@ from kybern.scheduler.nodeinfo import NodeInfo, PodInfo
 
 ERR_REASON_POD = "node(s) didn't match Pod's node affinity/selector"
 _STATE_KEY = "PreFilterNodeAffinity"
+NO_NODE_AFFINITY_SIGNATURE = fw.freeze([None, None])  # `sign_pod` without selector or affinity
 _SCORE_KEY = "PreScoreNodeAffinity"
 NodeMatch = Callable[[NodeInfo], bool]
 
@@ -152,6 +153,8 @@ class NodeAffinity:
 
     def sign_pod(self, pod: PodInfo) -> Hashable:
         spec = pod.spec
+        if spec.get("nodeSelector") is None and not spec.get("affinity"):
+            return NO_NODE_AFFINITY_SIGNATURE
         return fw.freeze(
             [spec.get("nodeSelector"), (spec.get("affinity") or {}).get("nodeAffinity")]
         )
@@ -159,6 +162,9 @@ class NodeAffinity:
     def pre_filter(
         self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]
     ) -> tuple[fw.PreFilterResult | None, fw.Status | None]:
+        spec = pod.spec
+        if not spec.get("nodeSelector") and not spec.get("affinity"):
+            return None, fw.SKIP  # what `RequiredNodeAffinity(pod).empty` says, unbuilt
         required = RequiredNodeAffinity(pod)
         if required.empty:
             return None, fw.SKIP

@@ -211,7 +211,8 @@ class BalancedAllocation:
 
     def sign_pod(self, pod: PodInfo) -> Hashable:
         r = pod.requests
-        return (r.milli_cpu, r.memory, r.ephemeral_storage, tuple(sorted(r.scalar.items())))
+        scalar = tuple(sorted(r.scalar.items())) if r.scalar else ()
+        return (r.milli_cpu, r.memory, r.ephemeral_storage, scalar)
 
     def pre_score(
         self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]

@@ -15,6 +15,7 @@ from kybern.scheduler.plugins.nodeaffinity import (
 )
 
 _SCORE_KEY = "PreScoreTaintToleration"
+NO_TOLERATIONS_SIGNATURE = fw.freeze([])  # `sign_pod` of a pod without tolerations
 
 
 def untolerated_taint_reason(taint: Mapping[str, Any]) -> str:
@@ -28,7 +29,8 @@ class TaintToleration:
         return [fw.ClusterEvent(fw.NODE, fw.ActionType.ADD | fw.ActionType.UPDATE_NODE_TAINT)]
 
     def sign_pod(self, pod: PodInfo) -> Hashable:
-        return fw.freeze(pod.spec.get("tolerations") or [])
+        tolerations = pod.spec.get("tolerations")
+        return fw.freeze(tolerations) if tolerations else NO_TOLERATIONS_SIGNATURE
 
     def filter(self, state: fw.CycleState, pod: PodInfo, node: NodeInfo) -> fw.Status | None:
         taints = node.filter_taints
