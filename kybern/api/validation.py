@@ -1,8 +1,9 @@
 """Validation of API objects (plain dicts from JSON) with Kubernetes' own rules and wording: the
 name checks of apimachinery (`is_dns1123_subdomain`, `is_qualified_name`, ...) returning message
 lists, `validate_object_meta`/`validate_object_meta_update` for metadata, and the most common
-per-kind rules of the built-in kinds behind `validate(kind, obj)` and
-`validate_update(kind, new, old)` (implemented in `validation_kinds`), all returning
+per-kind rules of the built-in kinds behind `validate(kind, obj)`,
+`validate_update(kind, new, old)` and `validate_status_update` (the `/status` subresource's
+rules, as kube-apiserver's status strategies; implemented in `validation_kinds`), all returning
 `list[errors.FieldError]` (empty when valid). Also `parse_quantity`/`canonical_quantity` for
 resource quantities ("100m", "1Gi", "1e3")."""
 
@@ -13,6 +14,7 @@ import binascii
 import functools
 import json
 import re
+from collections.abc import Callable
 from decimal import ROUND_UP, Decimal, localcontext
 from typing import Any, TypeGuard
 
@@ -99,23 +101,28 @@ _VALID_QUALIFIED: set[str] = set()
 _VALID_LABEL_VALUES: set[str] = set()
 
 
-def _remember(valid: set[str], value: str) -> None:
-    if value.__class__ is str:
-        if len(valid) >= _VALID_MAX:
-            valid.clear()
-        valid.add(value)
+def _remembered(
+    name: str, valid: set[str], check: Callable[[str], list[str]]
+) -> Callable[[str], list[str]]:
+    """`check` (the long way), answering [] at once for a string it found valid before."""
 
+    def remembered(value: str) -> list[str]:
+        if value.__class__ is str and value in valid:
+            return []
+        errs = check(value)
+        if not errs and value.__class__ is str:
+            if len(valid) >= _VALID_MAX:
+                valid.clear()
+            valid.add(value)
+        return errs
 
-def is_dns1123_label(value: str) -> list[str]:
-    if value.__class__ is str and value in _VALID_LABELS:
-        return []
-    errs = _dns1123_label_checked(value)
-    if not errs:
-        _remember(_VALID_LABELS, value)
-    return errs
+    remembered.__name__ = remembered.__qualname__ = name
+    remembered.__doc__ = check.__doc__
+    return remembered
 
 
 def _dns1123_label_checked(value: str) -> list[str]:
+    """Why `value` is no RFC 1123 label ([] when it is one)."""
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not _match("label", value):
         if _match("subdomain", value):
@@ -125,16 +132,8 @@ def _dns1123_label_checked(value: str) -> list[str]:
     return errs
 
 
-def is_dns1123_subdomain(value: str) -> list[str]:
-    if value.__class__ is str and value in _VALID_SUBDOMAINS:
-        return []
-    errs = _dns1123_subdomain_checked(value)
-    if not errs:
-        _remember(_VALID_SUBDOMAINS, value)
-    return errs
-
-
 def _dns1123_subdomain_checked(value: str) -> list[str]:
+    """Why `value` is no RFC 1123 subdomain ([] when it is one)."""
     errs = [max_len_error(253)] if len(value) > 253 else []
     if not _match("subdomain", value):
         errs.append(regex_error(_DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, "example.com"))
@@ -145,15 +144,6 @@ def is_dns1035_label(value: str) -> list[str]:
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not _match("dns1035", value):
         errs.append(regex_error(_DNS1035_MSG, DNS1035_LABEL_FMT, "my-name", "abc-123"))
-    return errs
-
-
-def is_qualified_name(value: str) -> list[str]:
-    if value.__class__ is str and value in _VALID_QUALIFIED:
-        return []
-    errs = _qualified_name_checked(value)
-    if not errs:
-        _remember(_VALID_QUALIFIED, value)
     return errs
 
 
@@ -186,20 +176,21 @@ def _qualified_name_checked(value: str) -> list[str]:
     return errs
 
 
-def is_valid_label_value(value: str) -> list[str]:
-    if value.__class__ is str and value in _VALID_LABEL_VALUES:
-        return []
-    errs = _label_value_checked(value)
-    if not errs:
-        _remember(_VALID_LABEL_VALUES, value)
-    return errs
-
-
 def _label_value_checked(value: str) -> list[str]:
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not _match("value", value):
         errs.append(regex_error(_LABEL_VALUE_MSG, LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
+
+
+is_dns1123_label = _remembered("is_dns1123_label", _VALID_LABELS, _dns1123_label_checked)
+is_dns1123_subdomain = _remembered(
+    "is_dns1123_subdomain", _VALID_SUBDOMAINS, _dns1123_subdomain_checked
+)
+is_qualified_name = _remembered("is_qualified_name", _VALID_QUALIFIED, _qualified_name_checked)
+is_valid_label_value = _remembered(
+    "is_valid_label_value", _VALID_LABEL_VALUES, _label_value_checked
+)
 
 
 def is_path_segment_name(value: str) -> list[str]:
@@ -240,14 +231,16 @@ def is_valid_port_name(port: str) -> list[str]:
 
 
 def _name_check(rule: str, name: str, prefix: bool = False) -> list[str]:
-    if rule == "path":
-        return is_path_segment_name(name)
-    if prefix and name.endswith("-"):
+    if prefix and rule != "path" and name.endswith("-"):
         name = name[:-1] + "a"
     return _NAME_CHECKS.get(rule, is_dns1123_subdomain)(name)
 
 
-_NAME_CHECKS = {"label": is_dns1123_label, "dns1035": is_dns1035_label}
+_NAME_CHECKS = {
+    "label": is_dns1123_label,
+    "dns1035": is_dns1035_label,
+    "path": is_path_segment_name,
+}
 
 
 # ---------------------------------------------------------------- quantities
@@ -454,6 +447,9 @@ def validate_resource_requirements(res: Any, path: str, container: bool = True) 
             if container and not standard:
                 detail = "must be a standard resource for containers"
                 errs.append(_invalid(f"{path}.{part}[{name}]", name, detail))
+            if value.__class__ is str and value in _NONNEG_QUANTITIES:
+                seen[name] = _NONNEG_QUANTITIES[value]  # valid and not negative, seen before
+                continue
             try:
                 quantity = seen[name] = parse_quantity(value)
             except ValueError as exc:
@@ -463,6 +459,10 @@ def validate_resource_requirements(res: Any, path: str, container: bool = True) 
                 errs.append(
                     _invalid(f"{path}.{part}[{name}]", canonical_quantity(value), IS_NEGATIVE)
                 )
+            elif value.__class__ is str:
+                if len(_NONNEG_QUANTITIES) >= _VALID_MAX:
+                    _NONNEG_QUANTITIES.clear()
+                _NONNEG_QUANTITIES[value] = quantity
     if not parsed["requests"] or not parsed["limits"]:
         return errs
     for name, req in parsed["requests"].items():
@@ -475,7 +475,10 @@ def validate_resource_requirements(res: Any, path: str, container: bool = True) 
 
 
 _RESOURCE_PARTS = ("limits", "requests")
-_STD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+_STD_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
+# the quantity strings found valid and not negative, with their value (as the name checks
+# remember valid names: bounded, emptied when full)
+_NONNEG_QUANTITIES: dict[str, Decimal] = {}
 
 
 def int_or_percent(value: Any, path: str) -> tuple[FieldErrors, int]:
@@ -526,14 +529,17 @@ def base64_errors(path: str, value: Any) -> FieldErrors:
 
 
 def _meta_common(meta: dict[str, Any], path: str) -> FieldErrors:
-    # paths are built only where there is something to check
+    # paths are built only for an error, or where there is something to check
     generation = meta.get("generation")
-    errs = _nonneg(generation, _c(path, "generation")) if _is_int(generation) else []
+    if (generation.__class__ is int or _is_int(generation)) and generation < 0:
+        errs = [_invalid(_c(path, "generation"), generation, IS_NEGATIVE)]
+    else:
+        errs = []
     labels = meta.get("labels")
     if isinstance(labels, dict) and labels:  # else nothing to report
         errs += validate_labels(labels, _c(path, "labels"))
-    annotations = _d(meta.get("annotations"))
-    if annotations:
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and annotations:
         apath, size = _c(path, "annotations"), 0
         for key, value in annotations.items():
             errs += [_invalid(apath, key, m) for m in is_qualified_name(key.lower())]
@@ -541,11 +547,11 @@ def _meta_common(meta: dict[str, Any], path: str) -> FieldErrors:
         if size > ANNOTATIONS_LIMIT:
             msg = f"Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
             errs.append(errors.FieldError("FieldValueTooLong", apath, msg))
-    refs = _l(meta.get("ownerReferences"))
-    if refs:
+    refs = meta.get("ownerReferences")
+    if isinstance(refs, list) and refs:
         errs += _owner_references(refs, _c(path, "ownerReferences"))
-    finalizers = _l(meta.get("finalizers"))
-    if finalizers:
+    finalizers = meta.get("finalizers")
+    if isinstance(finalizers, list) and finalizers:
         fpath = _c(path, "finalizers")
         for fin in finalizers:
             errs += [_invalid(fpath, fin, m) for m in is_qualified_name(str(fin))]
@@ -630,7 +636,7 @@ def validate_object_meta_update(
         errs.append(_invalid(_c(path, "generation"), gen_new, "must not be decremented"))
     for fld, when_set in _META_IMMUTABLE:
         nv, ov = new.get(fld), old.get(fld)
-        if when_set and nv in (None, ""):
+        if nv == ov or (when_set and nv in (None, "")):  # equal JSON values: never a change
             continue
         if (nv or None) != (ov or None):
             errs.append(_invalid(_c(path, fld), nv, FIELD_IMMUTABLE))
@@ -658,6 +664,19 @@ def validate_update(kind: str, new: dict[str, Any], old: dict[str, Any]) -> Fiel
     """Update-only rules of `kind` (immutable fields); callers also run `validate` on `new`
     and `validate_object_meta_update`."""
     return _kinds().validate_update(kind, new, old)
+
+
+def validate_status_update(
+    kind: str, new: dict[str, Any], old: dict[str, Any]
+) -> FieldErrors | None:
+    """All the rules of an update of `kind` through its `status` subresource, where the new
+    object is the stored one with a new status, managedFields and possibly a sent uid (as
+    `strategy.prepare_update` makes it): the metadata update and the status alone, as
+    kube-apiserver's status strategy validates it, the spec being the stored (valid) one. None
+    for a kind whose status update Kubernetes validates whole: the caller runs
+    `validate_object_meta`, `validate_object_meta_update`, `validate` and `validate_update`."""
+    result: FieldErrors | None = _kinds().validate_status_update(kind, new, old)
+    return result
 
 
 @functools.cache

@@ -2,7 +2,8 @@
 the name checks, metadata rules and quantities, and re-exports `validate`/`validate_update`)
 to keep both files small. The rules are the common ones of `pkg/apis/*/validation` with
 Kubernetes' wording: pod specs and templates, services, workload selectors and strategies,
-jobs and cron jobs, config keys, and the immutable fields checked on update."""
+jobs and cron jobs, config keys, the immutable fields checked on update, and which kinds'
+status updates are validated as the metadata update and the status alone."""
 
 from __future__ import annotations
 
@@ -95,13 +96,15 @@ def _container(ctr: Any, path: str, names: set[str], volumes: set[str]) -> Field
         errs += _enum(policy, _c(path, "terminationMessagePolicy"), _MESSAGE_POLICIES)
     if ports := _l(ctr.get("ports")):
         errs += _ports(ports, _c(path, "ports"))
-    for i, env in enumerate(_l(ctr.get("env"))):
+    envs = ctr.get("env")
+    for i, env in enumerate(envs if isinstance(envs, list) else ()):
         ename, epath = _d(env).get("name") or "", f"{path}.env[{i}].name"
         if not ename:
             errs.append(errors.required(epath))
         elif any(not 32 <= ord(ch) < 127 or ch == "=" for ch in ename):
             errs.append(_invalid(epath, ename, _ENV_NAME_MSG))
-    for i, mount in enumerate(_l(ctr.get("volumeMounts"))):
+    mounts = ctr.get("volumeMounts")
+    for i, mount in enumerate(mounts if isinstance(mounts, list) else ()):
         mount, mpath = _d(mount), f"{path}.volumeMounts[{i}]"
         mname = mount.get("name") or ""
         if not mname:
@@ -127,7 +130,8 @@ def _pod_spec(spec: Any, path: str) -> FieldErrors:
     # paths are built only for an error, or where there is something to check
     spec, errs = _d(spec), []
     volumes: set[str] = set()
-    for i, vol in enumerate(_l(spec.get("volumes"))):
+    vols = spec.get("volumes")
+    for i, vol in enumerate(vols if isinstance(vols, list) else ()):
         vname, vpath = _d(vol).get("name") or "", f"{path}.volumes[{i}].name"
         if not vname:
             errs.append(errors.required(vpath))
@@ -136,12 +140,17 @@ def _pod_spec(spec: Any, path: str) -> FieldErrors:
         if vname and vname in volumes:
             errs.append(errors.duplicate(vpath, vname))
         volumes.add(vname)
-    if not _l(spec.get("containers")):
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
         errs.append(errors.required(_c(path, "containers")))
     names: set[str] = set()
-    for key in ("initContainers", "containers"):
-        for i, ctr in enumerate(_l(spec.get(key))):
-            errs += _container(ctr, f"{path}.{key}[{i}]", names, volumes)
+    inits = spec.get("initContainers")
+    if isinstance(inits, list) and inits:
+        for i, ctr in enumerate(inits):
+            errs += _container(ctr, f"{path}.initContainers[{i}]", names, volumes)
+    if isinstance(containers, list):
+        for i, ctr in enumerate(containers):
+            errs += _container(ctr, f"{path}.containers[{i}]", names, volumes)
     restart = spec.get("restartPolicy")
     if restart is not None and restart not in _RESTART_POLICIES:
         errs += _enum(restart, _c(path, "restartPolicy"), _RESTART_POLICIES)
@@ -157,10 +166,12 @@ def _pod_spec(spec: Any, path: str) -> FieldErrors:
         errs += v.validate_labels(node_selector, _c(path, "nodeSelector"))
     if sa := spec.get("serviceAccountName"):
         errs += _each(_c(path, "serviceAccountName"), sa, v.is_dns1123_subdomain(sa))
-    for fld in ("hostname", "subdomain"):
-        if value := spec.get(fld):
-            errs += _each(_c(path, fld), value, v.is_dns1123_label(value))
-    for i, tol in enumerate(_l(spec.get("tolerations"))):
+    if hostname := spec.get("hostname"):
+        errs += _each(_c(path, "hostname"), hostname, v.is_dns1123_label(hostname))
+    if subdomain := spec.get("subdomain"):
+        errs += _each(_c(path, "subdomain"), subdomain, v.is_dns1123_label(subdomain))
+    tolerations = spec.get("tolerations")
+    for i, tol in enumerate(tolerations if isinstance(tolerations, list) else ()):
         tol, tpath = _d(tol), f"{path}.tolerations[{i}]"
         op = tol.get("operator") or None
         errs += _enum(op, _c(tpath, "operator"), _TOLERATION_OPERATORS)
@@ -511,11 +522,12 @@ _SIMPLE = {
 
 
 def validate(kind: str, obj: dict[str, Any]) -> FieldErrors:
-    meta = _d(obj.get("metadata"))
-    errs: FieldErrors = []
-    if kind not in _GENERIC_META_KINDS:  # core's rule; apiextensions/aggregator use the generic
-        errs = v.validate_finalizer_names(meta.get("finalizers"), "metadata.finalizers", False)
-    return errs + _spec_errors(kind, obj)
+    finalizers = _d(obj.get("metadata")).get("finalizers")
+    # core's rule; apiextensions/aggregator use the generic (no finalizers: nothing to check)
+    if finalizers and kind not in _GENERIC_META_KINDS:
+        errs = v.validate_finalizer_names(finalizers, "metadata.finalizers", False)
+        return errs + _spec_errors(kind, obj)
+    return _spec_errors(kind, obj)
 
 
 _GENERIC_META_KINDS = frozenset({"CustomResourceDefinition", "APIService"})
@@ -586,3 +598,40 @@ def _immutability(kind: str, new: dict[str, Any], old: dict[str, Any]) -> FieldE
 
 def validate_update(kind: str, new: dict[str, Any], old: dict[str, Any]) -> FieldErrors:
     return _immutability(kind, new, old) + validation_more.validate_update(kind, new, old)
+
+
+# ---------------------------------------------------------------- status updates
+
+# The kinds whose status strategy in kube-apiserver validates a `/status` update as the
+# metadata update and the status alone (`ValidatePodStatusUpdate`, `ValidateServiceStatusUpdate`,
+# `ValidateDeploymentStatusUpdate`, `ValidateJobUpdateStatus`, ...): the spec is the stored one
+# (`strategy.prepare_update` copied it), so validating it again is wasted work. Other kinds
+# (nodes, CSRs, ...) validate the whole object on a status update, as on any update.
+_STATUS_ALONE = frozenset(
+    {
+        "Pod",
+        "Service",
+        "PersistentVolumeClaim",
+        "Namespace",
+        "ReplicationController",
+        "Deployment",
+        "ReplicaSet",
+        "DaemonSet",
+        "StatefulSet",
+        "Job",
+        "HorizontalPodAutoscaler",
+    }
+)
+
+
+def validate_status_update(
+    kind: str, new: dict[str, Any], old: dict[str, Any]
+) -> FieldErrors | None:
+    if kind not in _STATUS_ALONE:
+        return None
+    meta = _d(new.get("metadata"))
+    errs = v.validate_object_meta_update(meta, _d(old.get("metadata")))
+    finalizers = meta.get("finalizers")
+    if finalizers:  # core's rule on update too (`ValidateObjectMetaUpdate` of pkg/apis/core)
+        errs += v.validate_finalizer_names(finalizers, "metadata.finalizers", False)
+    return errs  # kybern checks no status fields of these kinds (yet)

@@ -520,16 +520,26 @@ class Store:
             new = await adm.mutate(adm_attrs, new, old, subresource) or new
         self.hooks.prepare_update(res, new, old)
         nmeta = new["metadata"]
-        errs = validation.validate_object_meta(
-            nmeta, namespaced=res.namespaced, name_rule=res.name_rule
+        # a status update of a kind whose status strategy checks the metadata update and the
+        # status alone (the spec is the stored one); not when a webhook could have changed it
+        errs_or_none = (
+            validation.validate_status_update(res.kind, new, old)
+            if subresource == "status" and not res.crd and adm is None
+            else None
         )
-        errs += validation.validate_object_meta_update(nmeta, old["metadata"])
-        if not res.crd:
-            errs += validation.validate(res.kind, new)
-            if subresource != "binding":  # binding sets spec.nodeName, as the registry does
-                errs += validation.validate_update(res.kind, new, old)
+        if errs_or_none is not None:
+            errs = errs_or_none
         else:
-            errs += self.crds.validate(res, new, old)
+            errs = validation.validate_object_meta(
+                nmeta, namespaced=res.namespaced, name_rule=res.name_rule
+            )
+            errs += validation.validate_object_meta_update(nmeta, old["metadata"])
+            if not res.crd:
+                errs += validation.validate(res.kind, new)
+                if subresource != "binding":  # binding sets spec.nodeName, as the registry does
+                    errs += validation.validate_update(res.kind, new, old)
+            else:
+                errs += self.crds.validate(res, new, old)
         errs += self.hooks.validate(res, new, old)
         errs += admission_match.configuration_errors(res.group, res.kind, new, old)
         if errs:
