@@ -222,18 +222,29 @@ class Client:
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             headers = _content_type(content_type)
-        async with self.session.request(
+        # awaited, not entered: the answer is read to its end or released below, which is all
+        # `__aexit__` would do (`read()` also closes the connection on any error)
+        resp = await (self._session or self.session).request(
             method,
             self._url(path),
             params=params or None,
             data=data,
             headers=headers,
             timeout=_timeout(timeout),
-        ) as resp:
+        )
+        content = resp.content
+        if content.is_eof():
+            # all of the answer is here, and its end gave the connection back to the pool (what
+            # `read()` waits for): take the bytes as they are instead of reading them in a loop
+            try:
+                raw = content.read_nowait() if decode or resp.status >= 400 else b""
+            finally:
+                resp.release()
+        else:
             raw = await resp.read()
-            if resp.status >= 400:
-                raise _error(resp.status, raw)
-            return orjson.loads(raw) if decode and raw else None
+        if resp.status >= 400:
+            raise _error(resp.status, raw)
+        return orjson.loads(raw) if decode and raw else None
 
     # ---- verbs -------------------------------------------------------------------------
 
@@ -359,9 +370,11 @@ class Client:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read())
             lines = _Lines()
+            feed = lines.feed
             loads = orjson.loads
-            async for chunk in resp.content.iter_any():
-                for line in lines.feed(chunk):
+            readany = resp.content.readany  # what `iter_any()` awaits, without its wrapper
+            while chunk := await readany():
+                for line in feed(chunk):
                     ev = loads(line)
                     if ev.get("type") == "ERROR":
                         raise errors.from_status(ev.get("object") or {}, 500)
