@@ -1,43 +1,34 @@
-"""Server-side apply as structured-merge-diff (merge/update.go) and kube-apiserver's field
-manager do it. The typed views of an object under its schema (`managedfields.Atom`): the field
-set a value mentions, the comparison of two objects (added/modified/removed), the merge of an
-applied configuration into the live object (maps by field, associative lists by key or value,
-atomic values whole, list order as structured-merge-diff orders it) and the removal of items.
-On top, `FieldManager` runs kube's manager chain for one kind: every write updates
-`managedFields` (`update`: what the request changed goes to its manager, operation Update, other
-managers lose what it changed or removed; at most 10 Update managers, the oldest merged into
-`ancient-changes`); `apply` merges the configuration, prunes what the applier stopped
-specifying unless someone else owns it, and raises the 409 conflicts unless forced, with the
-client-side-apply migration of kubectl (`last-applied-configuration`) and the
-`before-first-apply` manager. Fields reset by a subresource (status on the main resource, spec
-on status) and server-set metadata are never owned. Pure functions of dicts; no I/O."""
+"""Server-side apply as kube-apiserver's field manager does it, over the typed views of
+`apply_typed` (comparison, merge, pruning). `FieldManager` runs kube's manager chain for one
+kind: every write updates `managedFields` (`update`: what the request changed goes to its
+manager, operation Update, other managers lose what it changed or removed; at most 10 Update
+managers, the oldest merged into `ancient-changes`); `apply` merges the configuration, prunes
+what the applier stopped specifying unless someone else owns it, and raises the 409 conflicts
+unless forced, with the client-side-apply migration of kubectl (`last-applied-configuration`)
+and the `before-first-apply` manager. Fields reset by a subresource (status on the main
+resource, spec on status) and server-set metadata are never owned. The sets of created objects
+are remembered by content (objects made from one template, the pods of a ReplicaSet, differ
+only in metadata nobody owns). Pure functions of dicts; no I/O."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from kybern.api import definitions, errors, objects
 from kybern.api import managedfields as mf
+from kybern.api.apply_typed import Comparison, compare, merge, prune
 from kybern.api.managedfields import (
-    LEAF,
-    LIST,
-    MAP,
     MISSING,
     Atom,
     FieldSet,
     Managed,
     Manager,
     Owned,
-    Path,
     SchemaMismatch,
-    ensure_named_fields,
-    index_items,
-    kind_of,
-    leafish,
-    list_item_pe,
     to_field_set,
 )
 
@@ -45,233 +36,23 @@ Obj = dict[str, Any]
 MAX_UPDATE_MANAGERS: Final = 10
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 # never part of anyone's set (stripMetaManager)
-_STRIPPED: Final = "apiVersion kind metadata" + "".join(
-    " metadata." + f
-    for f in "name namespace creationTimestamp selfLink uid clusterName generation managedFields "
+_UNOWNED_META: Final = frozenset(
+    "name namespace creationTimestamp selfLink uid clusterName generation managedFields "
     "resourceVersion".split()
+)
+_STRIPPED: Final = "apiVersion kind metadata" + "".join(
+    " metadata." + f for f in sorted(_UNOWNED_META)
 )
 STRIP: Final = FieldSet.of(*(mf.parse_path(p) for p in _STRIPPED.split()))
 _CURRENT: Final = Manager("current-operation", "Update")
-
-
-# ---- typed views -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Comparison:
-    """What changed from one object to another (typed.Comparison)."""
-
-    added: FieldSet
-    modified: FieldSet
-    removed: FieldSet
-
-    def exclude(self, fields: FieldSet) -> Comparison:
-        return Comparison(
-            self.added.recursive_difference(fields),
-            self.modified.recursive_difference(fields),
-            self.removed.recursive_difference(fields),
-        )
-
-
-def _subtree(v: Any, atom: Atom) -> FieldSet | None:
-    """The paths below a value that is new (or gone) as a whole: every field and item, and
-    each granular container itself; None for a leaf."""
-    if v.__class__ is dict:
-        if not v or not atom.is_map or atom.atomic:
-            return None
-        s = FieldSet()
-        for k, val in v.items():
-            pe = "f:" + k
-            s.members.add(pe)
-            if val.__class__ is dict or val.__class__ is list:
-                sub = _subtree(val, atom.field(k) or atom.element())
-                if sub is not None:
-                    s.children[pe] = sub
-        return s
-    if v.__class__ is list and v and atom.is_list and atom.list_type != "atomic":
-        s = FieldSet()
-        elem = atom.element()
-        for i, item in enumerate(v):
-            pe = list_item_pe(atom, i, item)
-            s.members.add(pe)
-            sub = _subtree(item, elem)
-            if sub is not None:
-                s.children[pe] = sub
-        return s
-    return None
-
-
-def compare(lhs: Any, rhs: Any, atom: Atom) -> Comparison:
-    """Fields added, modified and removed going from `lhs` to `rhs` (TypedValue.Compare):
-    leaves by value, and a granular map or list itself when it appears or disappears."""
-    c = Comparison(FieldSet(), FieldSet(), FieldSet())
-    if not _equal(lhs, rhs):
-        _cmp(lhs, rhs, atom, (), c)
-    return c
-
-
-def _equal(a: Any, b: Any) -> bool:
-    return a == b and (a.__class__ is bool) == (b.__class__ is bool)
-
-
-def _node(s: FieldSet, path: Path) -> FieldSet:
-    for pe in path:
-        child = s.children.get(pe)
-        if child is None:
-            child = s.children[pe] = FieldSet()
-        s = child
-    return s
-
-
-def _cmp(lhs: Any, rhs: Any, atom: Atom, path: Path, c: Comparison) -> None:
-    """Compare two different values, both present, at `path`."""
-    kl, kr = kind_of(atom, lhs), kind_of(atom, rhs)
-    if kl != kr or leafish(atom, kr, lhs, rhs):
-        c.modified.insert(path)
-        return
-    if kr == MAP:
-        lm = lhs if lhs.__class__ is dict else {}
-        rm = rhs if rhs.__class__ is dict else {}
-        pairs = [("f:" + k, lm.get(k, MISSING), rm.get(k, MISSING), k) for k in {**lm, **rm}]
-    else:
-        litems = index_items(atom, lhs, dups_ok=True)
-        ritems = index_items(atom, rhs, dups_ok=True)
-        pairs = [
-            (pe, litems.get(pe, MISSING), ritems.get(pe, MISSING), "")
-            for pe in {**litems, **ritems}
-        ]
-    added = removed = None
-    for pe, lv, rv, key in pairs:
-        if lv is MISSING or rv is MISSING:  # a whole subtree added or removed
-            if lv is MISSING:
-                node = added = added or _node(c.added, path)
-            else:
-                node = removed = removed or _node(c.removed, path)
-            node.members.add(pe)
-            v = rv if lv is MISSING else lv
-            if v.__class__ is dict or v.__class__ is list:
-                sub = _subtree(v, atom.field(key) or atom.element() if key else atom.element())
-                if sub is not None:
-                    mine = node.children.get(pe)
-                    node.children[pe] = sub if mine is None else mine.union(sub)
-        elif not _equal(lv, rv):
-            t = atom.field(key) or atom.element() if key else atom.element()
-            _cmp(lv, rv, t, (*path, pe), c)
-
-
-# ---- merge and removal ---------------------------------------------------------------------
-
-
-def merge(lhs: Any, rhs: Any, atom: Atom) -> Any:
-    """`rhs` (an applied configuration) merged into `lhs` (TypedValue.Merge): `rhs` wins on
-    leaves, maps merge field by field, keyed lists and sets item by item; nothing is removed."""
-    if rhs is MISSING:
-        return lhs
-    if lhs is MISSING:
-        return rhs
-    kl, kr = kind_of(atom, lhs), kind_of(atom, rhs)
-    if kl != kr or leafish(atom, kr, lhs, rhs):
-        return rhs
-    if kr == MAP:
-        lm = lhs if isinstance(lhs, dict) else {}
-        out = {}
-        for k, lv in lm.items():
-            out[k] = merge(lv, rhs.get(k, MISSING), atom.field(k) or atom.element())
-        for k, rv in rhs.items():
-            if k not in lm:
-                out[k] = rv
-        return out
-    return _merge_list(lhs, rhs, atom)
-
-
-def _merge_list(lhs: Any, rhs: list[Any], atom: Atom) -> list[Any]:
-    """Items in the order structured-merge-diff gives them: the live order, except that items
-    the configuration also lists come in the configuration's order, new ones where it puts
-    them."""
-    elem = atom.element()
-    litems = index_items(atom, lhs, dups_ok=True)
-    ritems = index_items(atom, rhs, dups_ok=False)
-    lorder, rorder = list(litems), list(ritems)
-    shared = [pe for pe in rorder if pe in litems]
-    nxt = iter(shared)
-    next_shared = next(nxt, None)
-    out: list[Any] = []
-    li = ri = 0
-    while li < len(lorder) or ri < len(rorder):
-        if li < len(lorder) and ri < len(rorder):
-            pe = lorder[li]
-            if pe == rorder[ri]:
-                out.append(merge(litems[pe], ritems[pe], elem))
-                li, ri = li + 1, ri + 1
-                next_shared = next(nxt, None)
-                continue
-            if pe in ritems and next_shared is not None and next_shared != pe:
-                li += 1
-                continue
-        if li < len(lorder) and lorder[li] not in ritems:
-            out.append(litems[lorder[li]])
-            li += 1
-            continue
-        if ri < len(rorder):
-            pe = rorder[ri]
-            out.append(merge(litems.get(pe, MISSING), ritems[pe], elem))
-            ri += 1
-            if next_shared == pe:
-                next_shared = next(nxt, None)
-            continue
-        li += 1  # a shared live item already merged in the configuration's order
-    return out
-
-
-def remove_items(value: Any, items: FieldSet, atom: Atom) -> Any:
-    """`value` without the fields and items of `items` (TypedValue.RemoveItems); MISSING when
-    nothing is left of it."""
-    kind = kind_of(atom, value)
-    if kind == LEAF:
-        return value
-    if not value or (atom.atomic if kind == MAP else atom.list_type == "atomic"):
-        return MISSING
-    if kind == LIST:
-        elem = atom.element()
-        pairs = [(list_item_pe(atom, i, x), x, elem) for i, x in enumerate(value)]
-    else:
-        pairs = [("f:" + k, x, atom.field(k) or atom.element()) for k, x in value.items()]
-    out = []
-    for pe, v, t in pairs:
-        if pe not in items.members:
-            sub = items.children.get(pe)
-            v = v if sub is None else remove_items(v, sub, t)
-            if v is not MISSING:
-                out.append((pe[2:], v))
-    if not out:
-        return MISSING
-    return [v for _, v in out] if kind == LIST else dict(out)
-
-
-def _remove(value: Obj, items: FieldSet, atom: Atom) -> Obj:
-    if items.empty():
-        return value
-    out = remove_items(value, items, atom)
-    return {} if out is MISSING else out
-
-
-def _prune(merged: Obj, managed: Managed, last: Owned | None, atom: Atom) -> Obj:
-    """Remove what the applier applied last time and not this time, unless another manager
-    (or this configuration) owns it (Updater.prune, addBackOwnedItems, addBackDanglingItems)."""
-    if last is None or last.fields.empty():
-        return merged
-    named = ensure_named_fields
-    pruned = _remove(merged, named(last.fields, atom), atom)
-    owned = FieldSet()
-    for o in managed.values():
-        owned = owned.union(o.fields)
-    merged_set = named(to_field_set(merged, atom), atom)
-    keep = named(to_field_set(pruned, atom), atom).union(named(owned, atom))
-    pruned = _remove(merged, merged_set.difference(keep), atom)
-    pruned_set = named(to_field_set(pruned, atom), atom)
-    return _remove(
-        merged, merged_set.difference(pruned_set).intersection(named(last.fields, atom)), atom
-    )
+# how `FieldManager._created` prints the objects it remembers (anything but plain JSON fails)
+_PURE_JSON: Final = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+# what the creates remembered for one kind may print to, in all (an object: 1/64 of it at most)
+_CREATED_BYTES: Final = 1 << 20
 
 
 # ---- managers --------------------------------------------------------------------------------
@@ -284,22 +65,21 @@ class _Conflicts(Exception):
 
 
 def _take(managed: Managed, cmp: Comparison, skip: Manager, force: bool) -> None:
-    """Other managers lose what this change modified or added (conflicts unless `force`)
+    """Other managers lose what this change added or modified (conflicts unless `force`)
     and what it removed (Updater.update)."""
-    changed = cmp.modified.union(cmp.added)
-    conflicts: mf.Conflicts = {}
-    for m, owned in managed.items():
-        if m != skip:
-            c = owned.fields.intersection(changed)
-            if not c.empty():
-                conflicts[m] = c
-    if conflicts and not force:
-        raise _Conflicts(conflicts)
+    if not force:
+        conflicts: mf.Conflicts = {}
+        for m, owned in managed.items():
+            if m != skip:
+                c = owned.fields.intersection(cmp.changed)
+                if not c.empty():
+                    conflicts[m] = c
+        if conflicts:
+            raise _Conflicts(conflicts)
     for m, owned in list(managed.items()):
         if m == skip:
             continue
-        rest = owned.fields.difference(conflicts[m]) if m in conflicts else owned.fields
-        rest = rest.difference(cmp.removed)
+        rest = owned.fields.difference(cmp.changed).difference(cmp.removed)
         if rest.empty():
             del managed[m]
         elif rest is not owned.fields:
@@ -335,30 +115,43 @@ def now() -> str:
 
 
 def _overlay(obj: Any, zero: Mapping[str, Any]) -> Any:
-    """`obj` as a typed Go value shows it: the zero value's fields filled in where absent."""
+    """`obj` as a typed Go value shows it: the zero value's fields filled in where absent
+    (`obj` itself when it lacks none)."""
     if not isinstance(obj, dict):
         return obj
-    out = dict(obj)
+    out = None
     for k, z in zero.items():
-        v = out.get(k, MISSING)
+        v = obj.get(k, MISSING)
         if v is MISSING:
-            out[k] = z
+            v = z
         elif z and isinstance(v, dict):
-            out[k] = _overlay(v, z)
-    return out
+            w = _overlay(v, z)
+            if w is v:
+                continue
+            v = w
+        else:
+            continue
+        if out is None:
+            out = dict(obj)
+        out[k] = v
+    return obj if out is None else out
 
 
 def _without_managed(obj: Mapping[str, Any]) -> Obj:
     out = dict(obj)
     meta = out.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
-        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+        meta = dict(meta)
+        del meta["managedFields"]
+        out["metadata"] = meta
     return out
 
 
-def _set_managed(obj: Obj, managed: Managed) -> None:
+def _set_managed(
+    obj: Obj, managed: Managed, docs: dict[int, tuple[FieldSet, Any]] | None = None
+) -> None:
     meta = obj.setdefault("metadata", {})
-    entries = mf.encode(managed)
+    entries = mf.encode(managed, docs)
     if entries is None:
         meta.pop("managedFields", None)
     else:
@@ -377,6 +170,10 @@ class FieldManager:
         self.zero = zero or {}
         self._reset = {"": FieldSet.of(("f:status",)) if status else FieldSet()}
         self._reset["status"] = FieldSet.of(("f:spec",))
+        self._empty: Obj | None = None  # the view of an empty object of this kind
+        # the fields of created objects by their content (`_created`)
+        self._created_sets: dict[bytes, tuple[Obj, FieldSet]] = {}
+        self._created_misses = self._created_skip = self._created_size = 0
 
     @classmethod
     def for_kind(cls, group: str, version: str, kind: str, status: bool) -> FieldManager:
@@ -406,24 +203,91 @@ class FieldManager:
     def _view(self, obj: Mapping[str, Any]) -> Any:
         return _overlay(_without_managed(obj), self.zero)
 
-    def _changes(self, old: Obj, new: Obj, subresource: str) -> Comparison:
-        return compare(self._view(old), self._view(new), self.atom).exclude(
-            self._reset_for(subresource)
-        )
+    def _changes(self, old: Obj | None, new: Obj, subresource: str) -> Comparison:
+        """What `old` (None: an empty object) -> `new` changed, both without managedFields,
+        but for the fields `subresource` resets."""
+        lhs = self._empty_view() if old is None else _overlay(old, self.zero)
+        return compare(lhs, _overlay(new, self.zero), self.atom, self._reset_for(subresource))
+
+    def _empty_view(self) -> Obj:
+        """The view of `{"apiVersion": ..., "kind": ...}`, made once (views are only read)."""
+        if self._empty is None:
+            self._empty = self._view({"apiVersion": self.api_version, "kind": self.kind})
+        return self._empty
+
+    def _created(self, new: Obj) -> FieldSet:
+        """What the create of `new` (a fresh top-level copy without managedFields) gives its
+        manager when nobody owned anything before: `_record_update` from an empty object.
+        The scalar metadata nobody owns (name, uid, creationTimestamp...) is left out first:
+        it would only be dropped again. What is left is remembered by content, since objects
+        created from one template (the pods of a ReplicaSet) differ in nothing else; the
+        content is only trusted when the object equals the JSON it prints (no tuples, NaNs
+        or other values that print the same)."""
+        meta = new.get("metadata")
+        if meta.__class__ is dict and not meta.keys().isdisjoint(_UNOWNED_META):
+            meta = dict(meta)
+            for k in _UNOWNED_META.intersection(meta):
+                v = meta[k]
+                if v.__class__ is not dict and v.__class__ is not list:
+                    del meta[k]
+            new["metadata"] = meta
+        key = None
+        if self._created_skip:
+            self._created_skip -= 1
+        else:
+            try:
+                key = orjson.dumps(new, option=_PURE_JSON)
+            except TypeError:
+                key = None
+            if key is not None:
+                hit = self._created_sets.get(key)
+                if hit is not None and hit[0] == new:
+                    self._created_misses = 0
+                    return hit[1]
+        cmp = self._changes(None, new, "")
+        own = cmp.changed.difference(cmp.removed).difference(STRIP)
+        if key is not None:
+            # objects unlike each other (events): looked up less and less often, to 1 in 64
+            self._created_misses += 1
+            self._created_skip = (1 << min(self._created_misses, 6)) - 1
+            if len(key) <= _CREATED_BYTES >> 6:
+                self._created_size += len(key)
+                if self._created_size > _CREATED_BYTES:
+                    self._created_sets.clear()
+                    self._created_size = len(key)
+                own._json = orjson.dumps(own.to_json())
+                self._created_sets[key] = (orjson.loads(key), own)
+        return own
 
     def _reset_for(self, subresource: str) -> FieldSet:
         return self._reset.get(subresource, self._reset[""])
 
-    def _record_update(self, old: Obj, new: Obj, managed: Managed, key: Manager, when: str) -> None:
-        """What `old` -> `new` changed becomes `key`'s (managedFieldsUpdater over
-        stripMetaManager over Updater.Update)."""
+    def _record_update(
+        self, old: Obj | None, new: Obj, managed: Managed, key: Manager, when: str
+    ) -> None:
+        """What `old` (None: an empty object) -> `new`, both without managedFields, changed
+        becomes `key`'s (managedFieldsUpdater over stripMetaManager over Updater.Update):
+        every manager loses what changed or went, then `key` gets what changed."""
         cmp = self._changes(old, new, key.subresource)
-        _take(managed, cmp, _CURRENT, True)
-        own = cmp.modified.union(cmp.added).difference(cmp.removed).difference(STRIP)
-        if not own.empty():
-            prev = managed.get(key)
-            fields = own.union(prev.fields) if prev is not None else own
-            managed[key] = Owned(fields, self.api_version, False, when)
+        own = cmp.changed.difference(cmp.removed).difference(STRIP)
+        before = managed.get(key)
+        if (  # `key` changed only what it owns (a lease renewed by its holder): its set stays
+            before is not None
+            and own is cmp.changed
+            and not own.empty()
+            and cmp.removed.empty()
+            and before.fields.union(own) is before.fields
+        ):
+            _take(managed, cmp, key, True)
+            managed[key] = Owned(before.fields, self.api_version, False, when)
+        else:
+            _take(managed, cmp, _CURRENT, True)
+            if not own.empty():
+                prev = managed.get(key)
+                fields = own.union(prev.fields) if prev is not None else own
+                if before is not None and fields == before.fields:
+                    fields = before.fields  # the same set again: its encoding is remembered
+                managed[key] = Owned(fields, self.api_version, False, when)
         _cap(managed)
 
     def update(
@@ -434,29 +298,37 @@ class FieldManager:
         meta = new.setdefault("metadata", {})
         live_mf = ((live or {}).get("metadata") or {}).get("managedFields")
         asked = meta.get("managedFields", MISSING)
-        if (
-            live is not None
-            and (subresource or asked is MISSING or asked == live_mf)
-            and _without_managed(live) == _without_managed(new)
-        ):
-            self._keep(meta, live_mf)
-            return
-        managed = _decode_or_empty(None if subresource or asked is MISSING else asked)
-        if not managed and (subresource or not mf.is_reset(asked)):
-            managed = _decode_or_empty(live_mf)
+        old = None if live is None else _without_managed(live)
+        bare = _without_managed(new)
+        if old is not None and (subresource or asked is MISSING or asked == live_mf):
+            part = subresource or "spec"  # what a write mostly changes: compared first
+            if old.get(part) == bare.get(part) and old == bare:
+                self._keep(meta, live_mf)
+                return
+        # the fieldsV1 documents of `new`'s own entries, to keep where a set is unchanged
+        docs: dict[int, tuple[FieldSet, Any]] = {}
+        managed = {} if subresource or asked is MISSING else _decode_or_empty(asked, docs)
+        if not managed and live_mf is not None and (subresource or not mf.is_reset(asked)):
+            if subresource and asked is not MISSING and asked == live_mf:
+                managed = _decode_or_empty(asked, docs)  # the same entries, this write's own
+            else:
+                docs.clear()
+                managed = _decode_or_empty(live_mf)
         if not managed and live is not None:
             meta.pop("managedFields", None)  # not tracked until the first apply
             return
-        key = Manager(manager or "unknown", "Update", self.api_version, subresource)
-        empty = {"apiVersion": self.api_version, "kind": self.kind}
+        key = mf.manager_key(manager or "unknown", "Update", self.api_version, subresource)
         try:
-            self._record_update(
-                live if live is not None else empty, new, managed, key, when or now()
-            )
+            if old is None and not managed and not subresource:  # a plain create
+                own = self._created(bare)
+                if not own.empty():
+                    managed[key] = Owned(own, self.api_version, False, when or now())
+            else:
+                self._record_update(old, bare, managed, key, when or now())
         except SchemaMismatch:
             self._keep(meta, live_mf)
             return
-        _set_managed(new, managed)
+        _set_managed(new, managed, docs)
 
     @staticmethod
     def _keep(meta: Obj, entries: Any) -> None:
@@ -542,16 +414,16 @@ class FieldManager:
         """skipNonAppliedManager, then Updater.Apply, stripMeta, the applier's time."""
         reset = self._reset_for(key.subresource)
         if not managed:
-            empty = {"apiVersion": self.api_version, "kind": self.kind}
             first = Manager("before-first-apply", "Update", self.api_version, key.subresource)
-            self._record_update(empty, live, managed, first, when)
+            self._record_update(None, _without_managed(live), managed, first, when)
         base = _without_managed(live)
         merged = merge(base, config, self.atom)
         last = managed.get(key)
         applied = to_field_set(config, self.atom).recursive_difference(reset)
         managed[key] = Owned(applied, self.api_version, True, when)
-        merged = _prune(merged, managed, last, self.atom)
-        _take(managed, self._changes(base, merged, key.subresource), key, force)
+        merged = prune(merged, managed, last, self.atom)
+        changes = self._changes(base, _without_managed(merged), key.subresource)
+        _take(managed, changes, key, force)
         if key in managed:
             fields = managed[key].fields.difference(STRIP)
             if fields.empty():
@@ -574,13 +446,15 @@ class FieldManager:
             cmp = compare(last, self._view(live), self.atom)
         except (ValueError, SchemaMismatch):
             return None
-        return fields.difference(cmp.modified).difference(cmp.added).difference(cmp.removed)
+        return fields.difference(cmp.changed).difference(cmp.removed)
 
 
-def _decode_or_empty(entries: Any) -> Managed:
+def _decode_or_empty(entries: Any, docs: dict[int, tuple[FieldSet, Any]] | None = None) -> Managed:
     try:
-        return mf.decode(entries)
+        return mf.decode(entries, docs)
     except ValueError:
+        if docs:
+            docs.clear()
         return {}
 
 

@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -170,7 +170,7 @@ class FieldSet:
     ) -> None:
         self.members: set[str] = members if members is not None else set()
         self.children: dict[str, FieldSet] = children if children is not None else {}
-        self._json: bytes | None = None  # `to_json` encoded, for the shared sets `decode` makes
+        self._json: bytes | None = None  # `to_json` encoded, for the sets shared widely
 
     @classmethod
     def of(cls, *paths: Sequence[str]) -> FieldSet:
@@ -200,24 +200,36 @@ class FieldSet:
         return not self.members and not self.children
 
     def union(self, other: FieldSet) -> FieldSet:
+        """`self` itself when `other` adds nothing to it (its encoding stays cached)."""
         if other.empty():
             return self
         if self.empty():
             return other
-        children = dict(self.children)
+        mine = self.children
+        children: dict[str, FieldSet] | None = None
         for pe, sub in other.children.items():
-            mine = children.get(pe)
-            children[pe] = sub if mine is None else mine.union(sub)
+            own = mine.get(pe)
+            both = sub if own is None else own.union(sub)
+            if both is not own:
+                if children is None:
+                    children = dict(mine)
+                children[pe] = both
+        if children is None:
+            if other.members <= self.members:
+                return self
+            children = dict(mine)
         return FieldSet(self.members | other.members, children)
 
     def intersection(self, other: FieldSet) -> FieldSet:
         children = {}
-        for pe, sub in self.children.items():
-            theirs = other.children.get(pe)
-            if theirs is not None:
-                both = sub.intersection(theirs)
-                if not both.empty():
-                    children[pe] = both
+        if self.children and other.children:
+            theirs_all = other.children
+            for pe, sub in self.children.items():
+                theirs = theirs_all.get(pe)
+                if theirs is not None:
+                    both = sub.intersection(theirs)
+                    if not both.empty():
+                        children[pe] = both
         return FieldSet(self.members & other.members, children)
 
     def difference(self, other: FieldSet) -> FieldSet:
@@ -230,19 +242,35 @@ class FieldSet:
         return self._minus(other, True)
 
     def _minus(self, other: FieldSet, recursive: bool) -> FieldSet:
+        """`self` itself when `other` removes nothing from it (its encoding stays cached)."""
         if other.empty():
             return self
-        children = {}
-        for pe, sub in self.children.items():
-            theirs = other.children.get(pe)
-            if recursive and pe in other.members:
-                continue
-            if theirs is None:
-                children[pe] = sub
-            else:
-                rest = sub._minus(theirs, recursive)
-                if not rest.empty():
+        theirs_all = other.children
+        gone = other.members if recursive else None
+        children: dict[str, FieldSet] | None = None
+        if theirs_all or gone:
+            for pe, sub in self.children.items():
+                theirs = theirs_all.get(pe)
+                if gone is not None and pe in gone:
+                    rest: FieldSet | None = None
+                elif theirs is None:
+                    continue
+                else:
+                    rest = sub._minus(theirs, recursive)
+                    if rest.empty():
+                        rest = None
+                    elif rest is sub:
+                        continue
+                if children is None:
+                    children = dict(self.children)
+                if rest is None:
+                    del children[pe]
+                else:
                     children[pe] = rest
+        if children is None:
+            if self.members.isdisjoint(other.members):
+                return self
+            children = dict(self.children)
         return FieldSet(self.members - other.members, children)
 
     def paths(self, prefix: Path = ()) -> Iterator[Path]:
@@ -268,16 +296,16 @@ class FieldSet:
         if self._json is not None:
             doc: dict[str, Any] = orjson.loads(self._json)
             return doc
-        out: dict[str, Any] = {}
-        for pe in sorted(self.members | self.children.keys(), key=pe_order):
-            sub = self.children.get(pe)
-            if sub is None:
-                out[pe] = {}
-            else:
-                node = sub.to_json()
-                if pe in self.members:
-                    node["."] = {}
-                out[pe] = node
+        members, children = self.members, self.children
+        order = sorted(members | children.keys() if children else members)
+        if len(order) > 1 and (order[0][0] != "f" or order[-1][0] != "f"):  # not names only
+            order.sort(key=pe_order)
+        out: dict[str, Any] = {pe: {} for pe in order}
+        for pe, sub in children.items():  # in place: the keys keep their order
+            node = sub.to_json()
+            if pe in members:
+                node["."] = {}
+            out[pe] = node
         return out
 
     @classmethod
@@ -369,7 +397,12 @@ def kind_of(atom: Atom, v: Any) -> int:
 
 def list_item_pe(atom: Atom, index: int, item: Any) -> str:
     """The path element of a list item: its key, its value (sets) or its index (atomic)."""
-    if atom.list_type == "map" and atom.keys:
+    keys = atom.keys
+    if keys and atom.list_type == "map":
+        if item.__class__ is dict and len(keys) == 1:  # most lists: one key, a name or a number
+            v = item.get(keys[0])
+            if v.__class__ is str or v.__class__ is int:
+                return _key_pe(((keys[0], v),))
         if not isinstance(item, dict):
             raise SchemaMismatch("associative list with keys may not have non-map elements")
         kv: dict[str, Any] = {}
@@ -463,10 +496,10 @@ def ensure_named_fields(s: FieldSet, atom: Atom) -> FieldSet:
 # ---- managedFields entries -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Manager:
+class Manager(NamedTuple):
     """A manager identifier (BuildManagerIdentifier): appliers are one entry whatever the
-    version they apply with, updaters one per apiVersion."""
+    version they apply with, updaters one per apiVersion (a tuple: hashed and compared as
+    one, which the dicts of managers do all the time)."""
 
     manager: str
     operation: str
@@ -504,8 +537,11 @@ class Owned:
 Managed = dict[Manager, Owned]
 
 
-def decode(entries: Any) -> Managed:
-    """`metadata.managedFields` -> managers (ValueError for anything kube would refuse)."""
+def decode(entries: Any, docs: dict[int, tuple[FieldSet, Any]] | None = None) -> Managed:
+    """`metadata.managedFields` -> managers (ValueError for anything kube would refuse).
+    `docs`, when given, gets the `fieldsV1` documents that are exactly what `to_json` makes
+    of their sets, by the id of the set: `encode` may hand them out again instead of a copy
+    (only when `entries` belong to the object written, never to a shared one)."""
     out: Managed = {}
     if entries is None:
         return out
@@ -524,32 +560,42 @@ def decode(entries: Any) -> Managed:
         if ft != "FieldsV1":
             what = f'invalid fieldsType "{ft}"' if ft else "missing fieldsType"
             raise ValueError(f"{what} in managed fields entry {i}")
-        sub, fields = e.get("subresource") or "", _fields(e.get("fieldsV1") or {})
-        key = Manager(str(e.get("manager") or ""), op, av if op == "Update" else "", sub)
+        doc = e.get("fieldsV1") or {}
+        sub, (fields, canonical) = e.get("subresource") or "", _fields(doc)
+        if docs is not None and canonical:
+            docs[id(fields)] = fields, doc  # (the set too: its id stays its own)
+        key = manager_key(str(e.get("manager") or ""), op, av if op == "Update" else "", sub)
         out[key] = Owned(fields, av, op == "Apply", _rfc3339(e.get("time")))
     return out
 
 
-_DECODED: dict[bytes, FieldSet] = {}
+@functools.lru_cache(maxsize=4096)
+def manager_key(manager: str, operation: str, api_version: str, subresource: str) -> Manager:
+    """`Manager(...)`, one object per identifier (dict lookups then find it by identity)."""
+    return Manager(manager, operation, api_version, subresource)
+
+
+_DECODED: dict[bytes, tuple[FieldSet, bool]] = {}
 _DECODED_MAX = 4096
 
 
-def _fields(doc: Any) -> FieldSet:
+def _fields(doc: Any) -> tuple[FieldSet, bool]:
     """`FieldSet.from_json`, remembered: the objects of one kind written by one manager mostly
     own the same fields, and every update decodes the entries of the object it changes. The
-    sets handed out are shared (sets are values: nobody mutates one they did not build)."""
+    sets handed out are shared (sets are values: nobody mutates one they did not build).
+    With the set, whether `doc` is exactly its `to_json`, to the byte."""
     try:
         key = orjson.dumps(doc)
     except TypeError:
-        return FieldSet.from_json(doc)
-    fs = _DECODED.get(key)
-    if fs is None:
+        return FieldSet.from_json(doc), False
+    hit = _DECODED.get(key)
+    if hit is None:
         fs = FieldSet.from_json(doc)
         fs._json = orjson.dumps(fs.to_json())
         if len(_DECODED) >= _DECODED_MAX:
             _DECODED.clear()
-        _DECODED[key] = fs
-    return fs
+        hit = _DECODED[key] = fs, fs._json == key
+    return hit
 
 
 def is_reset(entries: Any) -> bool:
@@ -583,9 +629,12 @@ def seconds(t: str | None) -> float:
         return 0.0
 
 
-def encode(managed: Managed) -> list[dict[str, Any]] | None:
+def encode(
+    managed: Managed, docs: dict[int, tuple[FieldSet, Any]] | None = None
+) -> list[dict[str, Any]] | None:
     """Managers -> `metadata.managedFields`, sorted as kube sorts them (operation, time,
-    manager, apiVersion, subresource); None when nobody owns anything."""
+    manager, apiVersion, subresource); None when nobody owns anything. `docs`: the
+    `fieldsV1` documents `decode` found already written, each used at most once."""
     rows = []
     for key, owned in managed.items():
         e: dict[str, Any] = {}
@@ -596,14 +645,26 @@ def encode(managed: Managed) -> list[dict[str, Any]] | None:
         if owned.time:
             e["time"] = owned.time
         e["fieldsType"] = "FieldsV1"
-        e["fieldsV1"] = owned.fields.to_json()
+        known = docs.pop(id(owned.fields), None) if docs else None
+        if known is not None and known[0] is owned.fields:
+            e["fieldsV1"] = known[1]
+        else:
+            e["fieldsV1"] = owned.fields.to_json()
         if key.subresource:
             e["subresource"] = key.subresource
         rows.append(e)
     if not rows:
         return None
-    order = ("operation", "time", "manager", "apiVersion", "subresource")
-    rows.sort(key=lambda e: [seconds(e.get(f)) if f == "time" else e.get(f, "") for f in order])
+    if len(rows) > 1:  # by operation, time, manager, apiVersion, subresource
+        rows.sort(
+            key=lambda e: (
+                e["operation"],
+                seconds(e.get("time")),
+                e.get("manager", ""),
+                e["apiVersion"],
+                e.get("subresource", ""),
+            )
+        )
     return rows
 
 
