@@ -119,11 +119,11 @@ async def serve(
                 break
             wait = min(left, BOOKMARK_INTERVAL) if bookmarks else left
             try:
-                live: cachemod.WatchEvent | None = (
-                    watcher.queue.get_nowait()  # no timer task when an event is waiting
-                    if not watcher.queue.empty()
-                    else await asyncio.wait_for(watcher.queue.get(), wait)
-                )
+                if not watcher.queue.empty():  # no timer when an event is waiting
+                    live: cachemod.WatchEvent | None = watcher.queue.get_nowait()
+                else:
+                    async with asyncio.timeout(wait):  # no task per wait, as wait_for made
+                        live = await watcher.queue.get()
             except TimeoutError:
                 if bookmarks and time.monotonic() < deadline:
                     rev = max(sent, st.cacher.revision) if watcher.queue.empty() else sent
@@ -148,9 +148,11 @@ async def serve(
             chunk = [
                 table.frame(live.type, live.obj) if table else live.proto if proto else live.json
             ]
+            dropped = False
             while not watcher.queue.empty():  # batch what is already queued
                 nxt = watcher.queue.get_nowait()
-                if nxt is None:
+                if nxt is None:  # dropped: send what came before, then close
+                    dropped = True
                     break
                 if nxt.revision > sent:
                     sent = nxt.revision
@@ -164,6 +166,8 @@ async def serve(
                         else nxt.json
                     )
             await resp.write(b"".join(chunk))
+            if dropped:
+                break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
