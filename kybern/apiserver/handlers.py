@@ -1,6 +1,7 @@
 """The REST handlers: one entry point parses `/api/...` and `/apis/...` paths into (resource,
 namespace, name, subresource), dispatches the verb to the generic store, and encodes the
-answer. Every failure leaves as a `Status` object."""
+answer. Every failure leaves as a `Status` object. Subresources other than the pods' streams
+(status, scale, binding, eviction, finalize) are served by `handlers_subresources`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kybern.api import errors, objects, patch, registry, schema
+from kybern.api import errors, patch, registry, schema
 from kybern.apiserver import admission as admissionmod
 from kybern.apiserver import aggregator as aggregatormod
 from kybern.apiserver import (
@@ -24,6 +25,7 @@ from kybern.apiserver import (
     tokens,
     watch,
 )
+from kybern.apiserver import handlers_subresources as subresources
 from kybern.apiserver import store as storemod
 
 Obj = dict[str, Any]
@@ -122,7 +124,7 @@ class ApiHandler:
             body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
             return codec.json_response(reviews.token_request(sa.obj, body, self.issuer), 201)
         if sub:
-            return await self._subresource(request, res, namespace, name, sub)
+            return await subresources.serve(self, request, res, namespace, name, sub)
         if not name:
             if method == "GET":
                 return await self._list(request, res, namespace)
@@ -529,199 +531,6 @@ class ApiHandler:
                 "items": out,
             }
         )
-
-    # ---- subresources --------------------------------------------------------------------
-
-    async def _subresource(
-        self, request: web.Request, res: registry.Resource, namespace: str, name: str, sub: str
-    ) -> web.StreamResponse:
-        method = request.method
-        if sub in proxy.SUBRESOURCES and res.kind == "Pod" and not res.group:
-            return await self.streams.serve(request, namespace, name, sub)
-        if sub in ("status", "approval"):  # approval: certificatesigningrequests
-            if method == "GET":
-                return codec.object_response(await self.store.get(res, namespace, name))
-            if method == "PUT":
-                return await self._update(request, res, namespace, name, sub)
-            if method == "PATCH":
-                return await self._patch(request, res, namespace, name, sub)
-        elif sub == "scale":
-            return await self._scale(request, res, namespace, name)
-        elif sub == "binding" and method == "POST":
-            return await self._bind(request, res, namespace, name)
-        elif sub == "eviction" and method == "POST":
-            return await self._evict(request, res, namespace, name)
-        elif sub == "finalize" and method == "PUT":
-            return await self._finalize(request, res, name)
-        raise errors.method_not_allowed()
-
-    async def _scale(
-        self, request: web.Request, res: registry.Resource, namespace: str, name: str
-    ) -> web.Response:
-        method = request.method
-        paths = self.store.crds.scale_paths(res) if res.crd else None
-        scale_of = (lambda o: crds.to_scale(o, paths)) if paths is not None else to_scale
-        if method == "GET":
-            return codec.json_response(scale_of((await self.store.get(res, namespace, name)).obj))
-        if method not in ("PUT", "PATCH"):
-            raise errors.method_not_allowed()
-        dry = codec.dry_run(request)
-        body = await codec.read_body(request)
-        if method == "PUT":
-            scale = codec.decode_object(body, codec.media_type(request))
-
-            def desired(_: Obj) -> Obj:
-                return scale
-        else:
-            desired = self._patched(request, _SCALE_RES, body, [])
-
-        def mutate(current: Obj) -> Obj:
-            s = desired(scale_of(current))
-            replicas = (s.get("spec") or {}).get("replicas", 0)  # omitted when scaled to 0
-            if not isinstance(replicas, int) or replicas < 0:
-                raise errors.invalid(
-                    "Scale",
-                    "autoscaling",
-                    name,
-                    [
-                        errors.invalid_value(
-                            "spec.replicas", replicas, "must be greater than or equal to 0"
-                        )
-                    ],
-                )
-            crds.set_replicas(current, paths, replicas)
-            rv = (s.get("metadata") or {}).get("resourceVersion")
-            if rv:
-                current["metadata"]["resourceVersion"] = rv
-            return current
-
-        manager = codec.manager_or_user_agent(request)
-        out = await self.store.guaranteed_update(
-            res, namespace, name, mutate, dry_run=dry, field_manager=manager, managed_as="scale"
-        )
-        return codec.json_response(scale_of(out))
-
-    async def _bind(
-        self, request: web.Request, res: registry.Resource, namespace: str, name: str
-    ) -> web.Response:
-        binding = codec.decode_object(await codec.read_body(request), codec.media_type(request))
-        node = (binding.get("target") or {}).get("name")
-        if not node:
-            raise errors.invalid("Binding", "", name, [errors.required("target.name")])
-
-        adm = self.store.admitting()
-        if adm is not None:
-            kind = {"group": "", "version": "v1", "kind": "Binding"}
-            dry = codec.dry_run(request)
-            binding = await adm.admit_create(res, namespace, name, "binding", binding, kind, dry)
-        bmeta = binding.get("metadata") or {}
-
-        def mutate(pod: Obj) -> Obj:
-            spec = pod.setdefault("spec", {})
-            meta = pod["metadata"]
-            if bmeta.get("uid") and bmeta["uid"] != meta.get("uid"):
-                raise errors.conflict(
-                    "pods",
-                    "",
-                    name,
-                    f"Precondition failed: UID in precondition: {bmeta['uid']}, "
-                    f"UID in object meta: {meta.get('uid')}",
-                )
-            if meta.get("deletionTimestamp"):
-                raise errors.conflict("pods", "", name, "pod is being deleted")
-            if spec.get("nodeName"):
-                raise errors.conflict(
-                    "pods", "", name, f'pod {name} is already assigned to node "{spec["nodeName"]}"'
-                )
-            spec["nodeName"] = node
-            if bmeta.get("annotations"):
-                meta["annotations"] = {**(meta.get("annotations") or {}), **bmeta["annotations"]}
-            status = pod.setdefault("status", {})
-            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            status["conditions"] = [
-                *conds,
-                {
-                    "type": "PodScheduled",
-                    "status": "True",
-                    "lastProbeTime": None,
-                    "lastTransitionTime": objects.now_rfc3339(),
-                },
-            ]
-            return pod
-
-        await self.store.guaranteed_update(  # the binding's fields are nobody's (as in kube)
-            res,
-            namespace,
-            name,
-            mutate,
-            subresource="binding",
-            dry_run=codec.dry_run(request),
-            field_manager=None,
-        )
-        return codec.json_response(codec.success_status(code=201), 201)
-
-    async def _evict(
-        self, request: web.Request, res: registry.Resource, namespace: str, name: str
-    ) -> web.Response:
-        ev = codec.decode_object(await codec.read_body(request), codec.media_type(request))
-        opts = storemod.DeleteOptions(dry_run=codec.dry_run(request))
-        adm = self.store.admitting()
-        if adm is not None:
-            kind = {"group": "policy", "version": "v1", "kind": "Eviction"}
-            ev = await adm.admit_create(res, namespace, name, "eviction", ev, kind, opts.dry_run)
-        dopts = ev.get("deleteOptions") or {}
-        if dopts.get("gracePeriodSeconds") is not None:
-            opts.grace_period = int(dopts["gracePeriodSeconds"])
-        await self.store.delete(res, namespace, name, opts)
-        return codec.json_response(codec.success_status(code=201), 201)
-
-    async def _finalize(
-        self, request: web.Request, res: registry.Resource, name: str
-    ) -> web.Response:
-        ns = codec.decode_object(await codec.read_body(request), codec.media_type(request))
-        finalizers = (ns.get("spec") or {}).get("finalizers") or []
-
-        def mutate(current: Obj) -> Obj:
-            current.setdefault("spec", {})["finalizers"] = list(finalizers)
-            if not finalizers:
-                current["spec"].pop("finalizers")
-            return current
-
-        manager = codec.manager_or_user_agent(request)
-        out = await self.store.guaranteed_update(
-            res, "", name, mutate, field_manager=manager, managed_as="finalize"
-        )
-        return codec.json_response(out)
-
-
-_SCALE_RES = registry.Resource(
-    group="autoscaling",
-    version="v1",
-    kind="Scale",
-    plural="scale",
-    namespaced=True,
-)
-
-
-def to_scale(obj: Obj) -> Obj:
-    meta = obj["metadata"]
-    status = obj.get("status") or {}
-    sel = (obj.get("spec") or {}).get("selector") or {}
-    labels = sel.get("matchLabels", sel) if isinstance(sel, dict) else {}
-    selector = status.get("selector") or ",".join(
-        f"{k}={v}" for k, v in sorted(labels.items()) if isinstance(v, str)
-    )
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in meta
-        },
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
-        "status": {"replicas": status.get("replicas", 0), "selector": selector},
-    }
 
 
 def table_wanted(request: web.Request, res: registry.Resource) -> str:
