@@ -204,7 +204,9 @@ def _subtree(v: Any, atom: Atom) -> FieldSet | None:
 
 def merge(lhs: Any, rhs: Any, atom: Atom) -> Any:
     """`rhs` (an applied configuration) merged into `lhs` (TypedValue.Merge): `rhs` wins on
-    leaves, maps merge field by field, keyed lists and sets item by item; nothing is removed."""
+    leaves, maps merge field by field, keyed lists and sets item by item; nothing is removed.
+    A null is an empty granular map or list (it keeps what the other side holds), else a
+    leaf."""
     if rhs is MISSING:
         return lhs
     if lhs is MISSING:
@@ -212,19 +214,20 @@ def merge(lhs: Any, rhs: Any, atom: Atom) -> Any:
     kl, kr = kind_of(atom, lhs), kind_of(atom, rhs)
     if kl != kr or leafish(atom, kr, lhs, rhs):
         return rhs
-    if kr == MAP:
+    if kr == MAP:  # a null map or list is an empty one: it keeps what the other side has
         lm = lhs if isinstance(lhs, dict) else {}
+        rm = rhs if isinstance(rhs, dict) else {}
         out = {}
         for k, lv in lm.items():
-            out[k] = merge(lv, rhs.get(k, MISSING), atom.field(k) or atom.element())
-        for k, rv in rhs.items():
+            out[k] = merge(lv, rm.get(k, MISSING), atom.field(k) or atom.element())
+        for k, rv in rm.items():
             if k not in lm:
                 out[k] = rv
         return out
     return _merge_list(lhs, rhs, atom)
 
 
-def _merge_list(lhs: Any, rhs: list[Any], atom: Atom) -> list[Any]:
+def _merge_list(lhs: Any, rhs: Any, atom: Atom) -> list[Any]:
     """Items in the order structured-merge-diff gives them: the live order, except that items
     the configuration also lists come in the configuration's order, new ones where it puts
     them."""

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from kybern.api import apply, apply_typed, defaults, errors
 from kybern.api import managedfields as mf
+from kybern.api import managedfields_entries as mf_entries
 from kybern.api.managedfields import MISSING, FieldSet, Manager, Owned
 
 Obj = dict[str, Any]
@@ -93,6 +94,8 @@ def r_to_json(s: FieldSet) -> dict[str, Any]:
 
 def r_item_pe(atom: mf.Atom, index: int, item: Any) -> str:
     if atom.list_type == "map" and atom.keys:
+        if item is None:
+            raise mf.SchemaMismatch("associative list with keys may not have a null element")
         if not isinstance(item, dict):
             raise mf.SchemaMismatch("associative list with keys may not have non-map elements")
         kv: dict[str, Any] = {}
@@ -108,9 +111,15 @@ def r_item_pe(atom: mf.Atom, index: int, item: Any) -> str:
                 )
         return mf.key_pe(kv)
     if atom.list_type != "atomic":
-        if isinstance(item, (dict, list)):
+        if isinstance(item, dict):
             raise mf.SchemaMismatch(
                 "associative list without keys has an element that's a map type"
+            )
+        if isinstance(item, list):
+            raise mf.SchemaMismatch("not supported: associative list with lists as elements")
+        if item is None:
+            raise mf.SchemaMismatch(
+                "associative list without keys has an element that's an explicit null"
             )
         return mf.value_pe(item)
     return mf.index_pe(index)
@@ -242,7 +251,7 @@ def r_decode(entries: Any) -> Managed:
         fields = FieldSet.from_json(e.get("fieldsV1") or {})
         key = Manager(str(e.get("manager") or ""), op, av if op == "Update" else "", "")
         key = key._replace(subresource=e.get("subresource") or "")
-        out[key] = Owned(fields, av, op == "Apply", mf._rfc3339(e.get("time")))
+        out[key] = Owned(fields, av, op == "Apply", mf_entries._rfc3339(e.get("time")))
     return out
 
 
