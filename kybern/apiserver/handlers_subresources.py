@@ -3,15 +3,18 @@
 verbs), scale (the `autoscaling/v1` Scale view of workloads and of custom resources with a scale
 subresource), a pod's binding and eviction, and a namespace's finalize. Each write is a
 `guaranteed_update` (or a delete) of the parent object, so the result and managedFields are those
-of the main resource path in `kybern.apiserver.handlers`."""
+of the main resource path in `kybern.apiserver.handlers`; a binding, as in kube, is written
+straight to the pod's storage (no pod validation, strategy or managedFields)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from kybern.api import errors, objects, registry
+from kybern.apiserver import admission as admissionmod
 from kybern.apiserver import codec, crds, proxy
 from kybern.apiserver import store as storemod
 
@@ -101,61 +104,125 @@ async def _scale(
 async def _bind(
     api: ApiHandler, request: web.Request, res: registry.Resource, namespace: str, name: str
 ) -> web.Response:
+    """As kube's BindingREST.Create: mutating webhooks, the Binding's own checks, validating
+    webhooks, then a write straight to the pod's storage (`direct`: no pod validation, strategy
+    or managedFields) that sets spec.nodeName, merges the annotations and sets PodScheduled."""
     binding = codec.decode_object(await codec.read_body(request), codec.media_type(request))
-    node = (binding.get("target") or {}).get("name")
-    if not node:
-        raise errors.invalid("Binding", "", name, [errors.required("target.name")])
-
+    dry = codec.dry_run(request)
+    bns = (binding.get("metadata") or {}).get("namespace")
+    if bns and bns != namespace:
+        raise errors.bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
     adm = api.store.admitting()
     if adm is not None:
-        kind = {"group": "", "version": "v1", "kind": "Binding"}
-        dry = codec.dry_run(request)
-        binding = await adm.admit_create(res, namespace, name, "binding", binding, kind, dry)
+        adm_attrs = admissionmod.attrs(
+            res, "CREATE", namespace, name, subresource="binding", dry_run=dry, kind=_BINDING_KIND
+        )
+        binding = await adm.mutate(adm_attrs, binding, None) or binding
     bmeta = binding.get("metadata") or {}
+    if bmeta.get("name") != name:
+        raise errors.bad_request("name in URL does not match name in Binding object")
+    target = binding.get("target") or {}
+    errs = validate_binding(target)
+    if errs:  # kube answers its aggregate of field errors as an unknown (non-Status) error
+        text = ", ".join(e.text() for e in errs)
+        raise _UnknownError(500, "", f"[{text}]" if len(errs) > 1 else text)
+    if adm is not None:
+        await adm.validate(adm_attrs, binding, None)
+    node = target["name"]
+    uid, rv = bmeta.get("uid") or "", bmeta.get("resourceVersion") or ""
+    annotations = bmeta.get("annotations")
+    key = res.key(namespace, name)
 
     def mutate(pod: Obj) -> Obj:
-        spec = pod.setdefault("spec", {})
-        meta = pod["metadata"]
-        if bmeta.get("uid") and bmeta["uid"] != meta.get("uid"):
+        meta, spec = pod["metadata"], pod.setdefault("spec", {})
+        failed = ""  # the storage's preconditions, then setPodHostAndAnnotations
+        if uid and uid != meta.get("uid"):
+            failed = f"UID in precondition: {uid}, UID in object meta: {meta.get('uid', '')}"
+        elif rv and rv != meta.get("resourceVersion"):
+            failed = (
+                f"ResourceVersion in precondition: {rv}, "
+                f"ResourceVersion in object meta: {meta.get('resourceVersion', '')}"
+            )
+        if failed:
             raise errors.conflict(
                 "pods",
                 "",
                 name,
-                f"Precondition failed: UID in precondition: {bmeta['uid']}, "
-                f"UID in object meta: {meta.get('uid')}",
+                f"StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, "
+                f"AdditionalErrorMsg: Precondition failed: {failed}",
             )
         if meta.get("deletionTimestamp"):
-            raise errors.conflict("pods", "", name, "pod is being deleted")
-        if spec.get("nodeName"):
-            raise errors.conflict(
-                "pods", "", name, f'pod {name} is already assigned to node "{spec["nodeName"]}"'
-            )
+            msg = f"pod {meta['name']} is being deleted, cannot be assigned to a host"
+        elif spec.get("nodeName"):
+            msg = f"pod {meta['name']} is already assigned to node {_go_quote(spec['nodeName'])}"
+        elif spec.get("schedulingGates"):
+            msg = f"pod {meta['name']} has non-empty .spec.schedulingGates"
+        else:
+            msg = ""
+        if msg:
+            raise errors.conflict("pods/binding", "", name, msg)
         spec["nodeName"] = node
-        if bmeta.get("annotations"):
-            meta["annotations"] = {**(meta.get("annotations") or {}), **bmeta["annotations"]}
-        status = pod.setdefault("status", {})
-        conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-        status["conditions"] = [
-            *conds,
-            {
-                "type": "PodScheduled",
-                "status": "True",
-                "lastProbeTime": None,
-                "lastTransitionTime": objects.now_rfc3339(),
-            },
-        ]
+        # the spec changed: the generation moves as an update's does (kube >= 1.33 leaves it)
+        meta["generation"] = int(meta.get("generation") or 0) + 1
+        if annotations:
+            meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+        set_pod_scheduled(pod.setdefault("status", {}), objects.now_rfc3339())
         return pod
 
-    await api.store.guaranteed_update(  # the binding's fields are nobody's (as in kube)
-        res,
-        namespace,
-        name,
-        mutate,
-        subresource="binding",
-        dry_run=codec.dry_run(request),
-        field_manager=None,
+    await api.store.guaranteed_update(
+        res, namespace, name, mutate, subresource="binding", dry_run=dry, direct=True
     )
     return codec.json_response(codec.success_status(code=201), 201)
+
+
+_BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
+
+
+class _UnknownError(errors.StatusError):
+    """An error kube's apiserver did not get as a Status: reason Unknown, which is empty and
+    so left out."""
+
+    def status(self) -> dict[str, Any]:
+        st = super().status()
+        del st["reason"]
+        return st
+
+
+def validate_binding(target: Obj) -> list[errors.FieldError]:
+    """kube's ValidatePodBinding (v1.32): the target is a Node, by name."""
+    errs: list[errors.FieldError] = []
+    kind = target.get("kind")
+    if kind and kind != "Node":
+        errs.append(errors.not_supported("target.kind", kind, ["Node", "<empty>"]))
+    if not target.get("name"):
+        errs.append(errors.required("target.name"))
+    return errs
+
+
+def set_pod_scheduled(status: Obj, now: str) -> None:
+    """kube's UpdatePodCondition with PodScheduled=True: the first PodScheduled condition is
+    replaced in place (keeping its lastTransitionTime when it was True already), else one is
+    appended."""
+    cond: Obj = {"type": "PodScheduled", "status": "True", "lastProbeTime": None}
+    conds = status.get("conditions") or []
+    for i, c in enumerate(conds):
+        if isinstance(c, dict) and c.get("type") == "PodScheduled":
+            cond["lastTransitionTime"] = (
+                c.get("lastTransitionTime") if c.get("status") == "True" else now
+            )
+            conds[i] = cond
+            break
+    else:
+        cond["lastTransitionTime"] = now
+        conds.append(cond)
+    status["conditions"] = conds
+
+
+def _go_quote(s: str) -> str:
+    """Go's %q of a string (as JSON escapes it, for the printable ASCII a node name has)."""
+    return orjson.dumps(s).decode()
 
 
 async def _evict(

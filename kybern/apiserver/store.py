@@ -279,12 +279,16 @@ class Store(StoreReads):
         dry_run: bool = False,
         field_manager: str | None = SERVER_MANAGER,
         managed_as: str | None = None,
+        direct: bool = False,
     ) -> Obj:
         """Read-modify-write with retries on conflict (patch, scale, finalizer removal).
         `mutate` gets a deep copy of the current object and returns the desired one; when the
         result carries a resourceVersion different from the current, that is a conflict.
         `field_manager` owns what changed (None: `mutate` sets managedFields itself, as apply
-        does), recorded for subresource `managed_as` (default: `subresource`)."""
+        does), recorded for subresource `managed_as` (default: `subresource`). `direct` (a
+        built-in kind only) stores what `mutate` returns as it is, as kube's registry writes a
+        pod binding straight to storage: no strategy, defaulting, managedFields, UPDATE
+        admission, validation, generation or hooks (nor a decoding of the current object)."""
         for _ in range(MAX_CONFLICT_RETRIES):
             await self.consistent()
             current = self.peek(res, namespace, name)
@@ -292,7 +296,8 @@ class Store(StoreReads):
                 raise errors.not_found(res.plural, res.group, name)
             if res.crd:  # as the requested version serves it
                 current = await self.crds.view(res, current)
-            cur_rv = current.obj["metadata"]["resourceVersion"]
+            # a cached built-in object's resourceVersion is its revision
+            cur_rv = str(current.revision) if direct else current.obj["metadata"]["resourceVersion"]
             # a private copy: decoding the cached JSON is much cheaper than copy.deepcopy
             desired = mutate(orjson.loads(current.json))
             drv = objects.meta(desired).get("resourceVersion")
@@ -300,7 +305,7 @@ class Store(StoreReads):
                 raise errors.stale_conflict(res.plural, res.group, name)
             try:
                 return await self._write_update(
-                    res, current, desired, subresource, dry_run, field_manager, managed_as
+                    res, current, desired, subresource, dry_run, field_manager, managed_as, direct
                 )
             except _Retry:
                 continue
@@ -315,74 +320,82 @@ class Store(StoreReads):
         dry_run: bool,
         field_manager: str | None = SERVER_MANAGER,
         managed_as: str | None = None,
+        direct: bool = False,
     ) -> Obj:
-        old = current.obj
-        new = strategy.prepare_update(res, obj, old, subresource)
-        if not res.crd and subresource not in ("status", "binding"):  # a binding is not decoded
-            defaults.apply_defaults(res.kind, new)
-        if field_manager is not None:
-            sub = subresource if managed_as is None else managed_as
-            self.track_fields(res, old, new, field_manager, sub)
-        adm = self.admitting()
-        if adm is not None:  # mutating webhooks
-            adm_attrs = admissionmod.attrs(
-                res,
-                "UPDATE",
-                old["metadata"].get("namespace", ""),
-                old["metadata"]["name"],
-                subresource=managed_as or subresource,
-                dry_run=dry_run,
-            )
-            new = await adm.mutate(adm_attrs, new, old, subresource) or new
-        self.hooks.prepare_update(res, new, old)
-        nmeta = new["metadata"]
-        # a status update of a kind whose status strategy checks the metadata update and the
-        # status alone (the spec is the stored one); not when a webhook could have changed it
-        errs_or_none = (
-            validation.validate_status_update(res.kind, new, old)
-            if subresource == "status" and not res.crd and adm is None
-            else None
-        )
-        if errs_or_none is not None:
-            errs = errs_or_none
+        if direct:  # see guaranteed_update
+            new = obj
+            nmeta = new["metadata"]
         else:
-            errs = validation.validate_object_meta(
-                nmeta, namespaced=res.namespaced, name_rule=res.name_rule
+            old = current.obj
+            new = strategy.prepare_update(res, obj, old, subresource)
+            if not res.crd and subresource not in ("status", "binding"):  # a binding is not decoded
+                defaults.apply_defaults(res.kind, new)
+            if field_manager is not None:
+                sub = subresource if managed_as is None else managed_as
+                self.track_fields(res, old, new, field_manager, sub)
+            adm = self.admitting()
+            if adm is not None:  # mutating webhooks
+                adm_attrs = admissionmod.attrs(
+                    res,
+                    "UPDATE",
+                    old["metadata"].get("namespace", ""),
+                    old["metadata"]["name"],
+                    subresource=managed_as or subresource,
+                    dry_run=dry_run,
+                )
+                new = await adm.mutate(adm_attrs, new, old, subresource) or new
+            self.hooks.prepare_update(res, new, old)
+            nmeta = new["metadata"]
+            # a status update of a kind whose status strategy checks the metadata update and the
+            # status alone (the spec is the stored one); not when a webhook could have changed it
+            errs_or_none = (
+                validation.validate_status_update(res.kind, new, old)
+                if subresource == "status" and not res.crd and adm is None
+                else None
             )
-            errs += validation.validate_object_meta_update(nmeta, old["metadata"])
-            if not res.crd:
-                errs += validation.validate(res.kind, new)
-                if subresource != "binding":  # binding sets spec.nodeName, as the registry does
-                    errs += validation.validate_update(res.kind, new, old)
+            if errs_or_none is not None:
+                errs = errs_or_none
             else:
-                errs += self.crds.validate(res, new, old)
-        errs += self.hooks.validate(res, new, old)
-        errs += admission_match.configuration_errors(res.group, res.kind, new, old)
-        if errs:
-            raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
-        if adm is not None:  # validating webhooks
-            await adm.validate(adm_attrs, new, old)
-        if (res.has_spec or res.crd) and objects.spec_part(new) != objects.spec_part(old):
-            nmeta["generation"] = int(old["metadata"].get("generation") or 0) + 1
-        # an object being deleted goes away once its last finalizer is removed
-        if (
-            nmeta.get("deletionTimestamp")
-            and not nmeta.get("finalizers")
-            and not self.hooks.blocks_deletion(res, new)
-        ):
-            if dry_run:
-                return new
-            return await self._delete_now(res, current, new, dry_run)
-        if new == old:
-            return old  # no-op: no write, same resourceVersion, as Kubernetes
+                errs = validation.validate_object_meta(
+                    nmeta, namespaced=res.namespaced, name_rule=res.name_rule
+                )
+                errs += validation.validate_object_meta_update(nmeta, old["metadata"])
+                if not res.crd:
+                    errs += validation.validate(res.kind, new)
+                    if subresource != "binding":  # binding sets spec.nodeName, as the registry does
+                        errs += validation.validate_update(res.kind, new, old)
+                else:
+                    errs += self.crds.validate(res, new, old)
+            errs += self.hooks.validate(res, new, old)
+            errs += admission_match.configuration_errors(res.group, res.kind, new, old)
+            if errs:
+                raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
+            if adm is not None:  # validating webhooks
+                await adm.validate(adm_attrs, new, old)
+            if (res.has_spec or res.crd) and objects.spec_part(new) != objects.spec_part(old):
+                nmeta["generation"] = int(old["metadata"].get("generation") or 0) + 1
+            # an object being deleted goes away once its last finalizer is removed
+            if (
+                nmeta.get("deletionTimestamp")
+                and not nmeta.get("finalizers")
+                and not self.hooks.blocks_deletion(res, new)
+            ):
+                if dry_run:
+                    return new
+                return await self._delete_now(res, current, new, dry_run)
+            if new == old:
+                return old  # no-op: no write, same resourceVersion, as Kubernetes
         if dry_run:
             return new
         nmeta.pop("resourceVersion", None)
-        self.hooks.before_write(res, new, old)
+        if not direct:
+            self.hooks.before_write(res, new, old)
         stored = await self.crds.to_storage(res, new) if res.crd else new
         enc: cachemod.Encoded | None = None
         try:
             value, enc = self._encode(res, current.key, stored)
+            if direct and _unchanged(current, value, enc):
+                return current.obj  # as kube's storage: identical bytes are not written
             kv = await self.backend.update(current.key, value, current.revision)
         except storage.ConflictError:
             raise _Retry() from None
@@ -391,7 +404,8 @@ class Store(StoreReads):
         finally:
             if enc is not None:
                 self.cacher.unexpect(current.key, enc)
-            self.hooks.after_write(res, new)
+            if not direct:
+                self.hooks.after_write(res, new)
         nmeta["resourceVersion"] = str(kv.mod_revision)
         return new
 
@@ -502,6 +516,15 @@ def _default_policy(res: registry.Resource, finalizers: list[str]) -> str:
         if fin in finalizers:
             return policy
     return "Orphan" if (res.group, res.kind) in _ORPHAN_BY_DEFAULT else "Background"
+
+
+def _unchanged(current: cachemod.CachedObject, value: bytes, enc: cachemod.Encoded | None) -> bool:
+    """Whether the stored bytes `value` (`enc` their encoding) hold `current`'s object."""
+    if enc is not None:  # the cached JSON is that encoding with the resourceVersion in place
+        return b'%s"%d"%s' % (enc.head, current.revision, enc.tail) == current.json
+    old = orjson.loads(current.json)
+    old["metadata"].pop("resourceVersion", None)
+    return bool(orjson.loads(value) == old)
 
 
 class _Retry(Exception):

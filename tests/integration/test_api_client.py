@@ -616,6 +616,76 @@ def test_pod_binding_sets_node_name(core: k8s.CoreV1Api, ns: str) -> None:
     assert st["details"]["causes"]
 
 
+def test_pod_binding_answers_as_kube(core: k8s.CoreV1Api, ns: str) -> None:
+    """Every error answer of a binding, as kube-apiserver v1.32 words it."""
+
+    def binding(name: str, node: str | None = "node-a", **meta: Any) -> k8s.V1Binding:
+        return k8s.V1Binding(
+            api_version="v1",
+            kind="Binding",
+            metadata=k8s.V1ObjectMeta(name=name, **meta),
+            target=k8s.V1ObjectReference(kind="Node", name=node),
+        )
+
+    def bind(name: str, body: Any) -> Any:
+        return core.create_namespaced_pod_binding(name, ns, body, _preload_content=False)
+
+    def fails(code: int, name: str, body: Any) -> Obj:
+        with pytest.raises(k8s.ApiException) as info:
+            bind(name, body)
+        st = status_of(info.value)
+        assert (info.value.status, st["code"], st["status"]) == (code, code, "Failure")
+        return st
+
+    uid = core.create_namespaced_pod(ns, pod("b1")).metadata.uid
+    st = fails(500, "b1", binding("b1", None))  # kube: not a Status error, no reason
+    assert st["message"] == "target.name: Required value" and "reason" not in st
+    bad_kind = {"kind": "Binding", "metadata": {"name": "b1"}, "target": {"kind": "Pod"}}
+    st = fails(500, "b1", bad_kind)
+    assert st["message"] == (
+        '[target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>", '
+        "target.name: Required value]"
+    )
+    st = fails(400, "b1", binding("other"))
+    assert (st["reason"], st["message"]) == (
+        "BadRequest",
+        "name in URL does not match name in Binding object",
+    )
+    st = fails(409, "b1", binding("b1", uid="wrong"))
+    assert st["reason"] == "Conflict" and st["details"] == {"name": "b1", "kind": "pods"}
+    assert st["message"].startswith('Operation cannot be fulfilled on pods "b1": StorageError: ')
+    assert st["message"].endswith(
+        f"Precondition failed: UID in precondition: wrong, UID in object meta: {uid}"
+    )
+    st = fails(404, "nope", binding("nope"))
+    assert (st["reason"], st["message"]) == ("NotFound", 'pods "nope" not found')
+    before = core.read_namespaced_pod("b1", ns)
+    resp = bind("b1", binding("b1", uid=uid, annotations={"x": "y"}))
+    assert resp.status == 201
+    after = core.read_namespaced_pod("b1", ns)
+    assert after.spec.node_name == "node-a" and after.metadata.annotations == {"x": "y"}
+    assert after.metadata.generation == before.metadata.generation + 1
+    assert after.metadata.managed_fields == before.metadata.managed_fields
+    [cond] = [c for c in after.status.conditions if c.type == "PodScheduled"]
+    assert cond.status == "True" and cond.reason is None
+    st = fails(409, "b1", binding("b1", "node-b"))
+    assert st["reason"] == "Conflict" and st["details"] == {"name": "b1", "kind": "pods/binding"}
+    assert st["message"] == (
+        'Operation cannot be fulfilled on pods/binding "b1": pod b1 is already assigned to '
+        'node "node-a"'
+    )
+    doomed = pod("b2")
+    doomed.metadata.finalizers = ["example.com/hold"]
+    core.create_namespaced_pod(ns, doomed)
+    core.delete_namespaced_pod("b2", ns)
+    st = fails(409, "b2", binding("b2"))
+    assert st["message"] == (
+        'Operation cannot be fulfilled on pods/binding "b2": pod b2 is being deleted, cannot be '
+        "assigned to a host"
+    )
+    core.patch_namespaced_pod("b2", ns, {"metadata": {"finalizers": None}})
+
+
 def test_pod_delete_with_grace_period(core: k8s.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, pod("graceful"))
     # an unscheduled pod goes at once, as in Kubernetes

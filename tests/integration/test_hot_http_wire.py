@@ -1314,21 +1314,21 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation cannot be fulfilled on pods \\"p1\\": pod p1 is already assigned to node \\"n1\\"","reason":"Conflict","details":{"name":"p1","kind":"pods"},"code":409}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation cannot be fulfilled on pods/binding \\"p1\\": pod p1 is already assigned to node \\"n1\\"","reason":"Conflict","details":{"name":"p1","kind":"pods/binding"},"code":409}',
         },
     ),
     (
         "bind no target",
         {
             "interim": [],
-            "status": "HTTP/1.1 422 Unprocessable Entity",
+            "status": "HTTP/1.1 400 Bad Request",
             "headers": [
                 ["Content-Type", "application/json"],
                 ["Content-Length", "<length>"],
                 ["Date", "<date>"],
                 ["Server", "<server>"],
             ],
-            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Binding \\"p2\\" is invalid: target.name: Required value","reason":"Invalid","details":{"name":"p2","kind":"Binding","causes":[{"reason":"FieldValueRequired","message":"Required value","field":"target.name"}]},"code":422}',
+            "body": '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"name in URL does not match name in Binding object","reason":"BadRequest","code":400}',
         },
     ),
     (
