@@ -108,9 +108,13 @@ def decode(kv: storage.KeyValue) -> CachedObject:
 
 # While a write's object is encoded, its resourceVersion holds this marker: the stored bytes are
 # the encoding without it, the cached object's JSON the encoding with the revision in its place.
-_RV_MARK = "\x00kybern:resourceVersion\x00"
-_RV_MARK_JSON = orjson.dumps(_RV_MARK)
-_RV_KEY = b'"resourceVersion":'
+# It is made of DEL, which JSON leaves unescaped and data hardly ever holds: finding it is a
+# memchr for that byte (and a second one tells that no data holds it).
+_RV_MARK = "\x7f" * 16
+_RV_MARK_BYTES = _RV_MARK.encode()
+_DEL = b"\x7f"
+_RV_KEY = b'"resourceVersion":"'
+_RV_END = b'"}'  # the marker's closing quote, then the end of metadata
 
 
 @dataclass(slots=True)
@@ -149,16 +153,22 @@ def encode(
         full = orjson.dumps(obj)
     finally:
         del meta["resourceVersion"]
-    head, found, tail = full.partition(_RV_MARK_JSON)
+    # the marker must be the only DEL bytes, as the value of the last key of metadata (data
+    # holding DEL takes the slow way)
+    i = full.find(_DEL)
+    j = i + len(_RV_MARK_BYTES)  # the closing quote
+    k = i - len(_RV_KEY)  # where `"resourceVersion":"` starts
     if (
-        not found
-        or _RV_MARK_JSON in tail
-        or not head.endswith(_RV_KEY)
-        or not tail.startswith(b"}")
+        k < 1
+        or not full.startswith(_RV_MARK_BYTES, i)
+        or not full.startswith(_RV_END, j)
+        or not full.startswith(_RV_KEY, k)
+        or full.find(_DEL, j) >= 0
     ):
         return orjson.dumps(obj), None
-    before = head[: -len(_RV_KEY)]
-    value = (before[:-1] if before.endswith(b",") else before) + tail
+    head = full[: i - 1]
+    tail = full[j + 1 :]
+    value = (full[: k - 1] if full[k - 1] == 44 else full[:k]) + tail  # 44: a comma before it
     fields = None
     if paths is not None:
         extracted = selectors.exact_object_fields(obj, paths)
@@ -287,21 +297,25 @@ class ResourceCache:
     oldest: int = 0  # events with revision > oldest are all in `events`
 
     def apply(self, ev: WatchEvent) -> None:
-        key = ev.obj.key
-        ns = ev.obj.namespace
+        obj = ev.obj
+        key = obj.key
+        bucket = self.by_namespace.get(obj.namespace)
         if ev.type == "DELETED":
             self.objects.pop(key, None)
-            bucket = self.by_namespace.get(ns)
             if bucket is not None:
                 bucket.pop(key, None)
         else:
-            self.objects[key] = ev.obj
-            self.by_namespace.setdefault(ns, {})[key] = ev.obj
-        if len(self.events) == self.events.maxlen:
-            self.oldest = self.events[0].revision
-        self.events.append(ev)
-        for w in tuple(self.watchers):
-            w.offer(ev)
+            self.objects[key] = obj
+            if bucket is None:
+                bucket = self.by_namespace[obj.namespace] = {}
+            bucket[key] = obj
+        events = self.events
+        if len(events) == events.maxlen:
+            self.oldest = events[0].revision
+        events.append(ev)
+        if self.watchers:
+            for w in tuple(self.watchers):
+                w.offer(ev)
 
     def items(self, namespace: str = "") -> Iterator[CachedObject]:
         if namespace:
@@ -383,7 +397,23 @@ class Cacher:
         return self._caches[prefix]
 
     def _cache_for(self, key: str) -> ResourceCache | None:
-        # keys: /registry/<res>/... or /registry/<group>/<res>/...
+        # keys: /registry/<res>/... or /registry/<group>/<res>/...: the cache of the prefix of
+        # the first two path segments, else of the first three (a key needs a third segment)
+        if not key.startswith("/"):
+            return self._cache_for_split(key)
+        i = key.find("/", 1)
+        j = key.find("/", i + 1) if i >= 0 else -1
+        if j < 0:
+            return None
+        j += 1
+        c = self._caches.get(key[:j])
+        if c is None:
+            k = key.find("/", j)
+            c = self._caches.get(key + "/" if k < 0 else key[: k + 1])
+        return c
+
+    def _cache_for_split(self, key: str) -> ResourceCache | None:
+        """`_cache_for` the general way (what it does for any key)."""
         parts = key.split("/", 4)
         if len(parts) < 4:
             return None
@@ -394,23 +424,27 @@ class Cacher:
 
     def _on_events(self, events: Sequence[storage.Event]) -> None:
         expected = self._expected
+        cache_for = self._cache_for
+        put = storage.EventType.PUT
         for ev in events:
             kv = ev.kv
-            cache = self._cache_for(kv.key)
+            key = kv.key
+            cache = cache_for(key)
             if cache is not None:
                 prev = None
-                if ev.prev is not None:  # the cache holds it decoded already: no second decode
-                    cur = cache.objects.get(kv.key)
-                    if cur is not None and cur.revision == ev.prev.mod_revision:
+                before = ev.prev
+                if before is not None:  # the cache holds it decoded already: no second decode
+                    cur = cache.objects.get(key)
+                    if cur is not None and cur.revision == before.mod_revision:
                         prev = cur
                 obj = None
-                if expected and ev.type is storage.EventType.PUT:
-                    enc = expected.get(kv.key)
+                if expected and ev.type is put:
+                    enc = expected.get(key)
                     if enc is not None and enc.value is kv.value:  # our write: no decode
-                        del expected[kv.key]
-                        obj = enc.cached(kv.key, kv.mod_revision)
+                        del expected[key]
+                        obj = enc.cached(key, kv.mod_revision)
                 cache.apply(to_watch_event(ev, prev, obj))
-            self.revision = ev.kv.mod_revision
+            self.revision = kv.mod_revision
         if self._revision_waiters:
             keep = []
             for rev, fut in self._revision_waiters:

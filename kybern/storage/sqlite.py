@@ -2,8 +2,9 @@
 Every write appends a row `kv(id = revision, name, created, deleted, create_revision,
 prev_revision, value)`; the current state is the newest row per key that is not a deletion (a
 deletion row stores an empty value: its last value is the row `prev_revision` points at). All
-writes go through one writer thread that commits them in groups (one transaction and one fsync
-per batch, WAL with `synchronous=FULL`) and hands each committed batch back to the event loop in
+writes go through one writer thread (the loop hands it what was written in one go once per
+loop iteration) that commits them in groups (one transaction and one fsync per batch, WAL with
+`synchronous=FULL`) and hands each committed batch back to the event loop in
 one callback, which feeds the subscribers before it answers the writers; it remembers which keys
 exist and the newest rows of recently written ones, so most writes query nothing before their
 insert. Reads run on a small thread pool with their own connections, bounded by the revision
@@ -102,13 +103,8 @@ _SAMPLE_EVERY = 1.0  # seconds between revision-age samples
 _LATEST_BYTES = 32 << 20  # value bytes of the newest rows the writer remembers
 
 
-@dataclass(slots=True)
-class _Write:
-    kind: int
-    key: str
-    value: bytes
-    expected: int
-    future: asyncio.Future[KeyValue]
+# (kind, key, value, expected revision, future): a plain tuple, cheap to make on the loop
+_Write = tuple[int, str, bytes, int, asyncio.Future[KeyValue]]
 
 
 @dataclass(slots=True)
@@ -122,7 +118,7 @@ class _Stop:
     future: asyncio.Future[None]
 
 
-_Item = _Write | _Compact | _Stop
+_Item = list[_Write] | _Compact | _Stop  # writes arrive in the groups the loop hands over
 _Result = tuple[asyncio.Future[Any], Any]  # (future, value or exception)
 
 
@@ -161,6 +157,10 @@ class SqliteBackend:
         self._compact_min_age = compact_min_age
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        # writes made on the loop since the last hand-over to the writer thread: handed over
+        # together once the loop has run what is ready (one queue put and one wake of the
+        # writer per loop iteration, not one per write)
+        self._pending: list[_Write] = []
         self._writer: threading.Thread | None = None
         self._wconn: sqlite3.Connection | None = None
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -257,6 +257,7 @@ class SqliteBackend:
                     await self._auto_task
             if self._writer is not None:
                 stopped: asyncio.Future[None] = loop.create_future()
+                self._flush()
                 self._queue.put(_Stop(stopped))
                 await stopped
                 await asyncio.to_thread(self._writer.join)
@@ -295,17 +296,34 @@ class SqliteBackend:
             raise UnavailableError("store is not started")
         return self._loop
 
-    async def _write(self, kind: int, key: str, value: bytes, expected: int) -> KeyValue:
-        loop = self._check_open()
+    def _submit(self, kind: int, key: str, value: bytes, expected: int) -> asyncio.Future[KeyValue]:
+        """Queue a write for the writer thread; the future is answered once it is committed."""
+        loop = self._loop
+        if self._closed or not self._started or loop is None:
+            self._check_open()  # raises
+        assert loop is not None
         future: asyncio.Future[KeyValue] = loop.create_future()
-        self._queue.put(_Write(kind, key, value, expected, future))
-        return await future
+        pending = self._pending
+        pending.append((kind, key, value, expected, future))
+        if len(pending) == 1:
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        """Hand the pending writes over to the writer thread (on the loop)."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._queue.put(pending)
+
+    async def _write(self, kind: int, key: str, value: bytes, expected: int) -> KeyValue:
+        return await self._submit(kind, key, value, expected)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self._write(_CREATE, key, bytes(value), 0)
+        return await self._submit(_CREATE, key, bytes(value), 0)
 
     async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
-        return await self._write(_UPDATE, key, bytes(value), expected_revision)
+        return await self._submit(_UPDATE, key, bytes(value), expected_revision)
 
     async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
         return await self._write(_DELETE, key, b"", expected_revision)
@@ -318,6 +336,7 @@ class SqliteBackend:
         if target <= self._compact_rev:
             return
         future: asyncio.Future[None] = loop.create_future()
+        self._flush()
         self._queue.put(_Compact(target, future))
         await future
 
@@ -339,7 +358,9 @@ class SqliteBackend:
         for future, outcome in results:
             if future.done():
                 continue
-            if isinstance(outcome, BaseException):
+            if outcome.__class__ is KeyValue:
+                future.set_result(outcome)
+            elif isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
@@ -363,8 +384,8 @@ class SqliteBackend:
                     items.append(self._queue.get_nowait())
             writes: list[_Write] = []
             for item in items:
-                if isinstance(item, _Write):
-                    writes.append(item)
+                if isinstance(item, list):
+                    writes += item
                 elif isinstance(item, _Compact):
                     if compaction is None:
                         compaction = _Compaction(item.target)
@@ -372,8 +393,8 @@ class SqliteBackend:
                     compaction.futures.append(item.future)
                 else:
                     stop = item
-            if writes:
-                self._commit_batch(writes)
+            for start in range(0, len(writes), _MAX_BATCH):
+                self._commit_batch(writes[start : start + _MAX_BATCH])
             if compaction is not None and stop is None:
                 compaction = self._compaction_tick(compaction)
         if compaction is not None:
@@ -405,8 +426,7 @@ class SqliteBackend:
         latest, live = self._latest, self._live
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op in writes:
-                key = op.key
+            for kind, key, value, expected, future in writes:
                 if key in written:
                     row = written[key]
                 else:
@@ -415,37 +435,37 @@ class SqliteBackend:
                         found = conn.execute(_SQL_LATEST, (key,)).fetchone()
                         if found is not None and not found[1]:  # else: a deletion, or none
                             row = (found[0], found[2], found[3])
-                if op.kind == _CREATE:
+                if kind == _CREATE:
                     if row is not None:
-                        results.append((op.future, KeyExistsError(key)))
+                        results.append((future, KeyExistsError(key)))
                         continue
                     rev += 1
-                    rows.append((rev, key, 1, 0, rev, 0, op.value))
-                    written[key] = (rev, rev, op.value)
-                    kv = KeyValue(key, op.value, rev, rev)
+                    rows.append((rev, key, 1, 0, rev, 0, value))
+                    written[key] = (rev, rev, value)
+                    kv = KeyValue(key, value, rev, rev)
                     events.append(Event(EventType.PUT, kv, None))
-                    results.append((op.future, kv))
+                    results.append((future, kv))
                     continue
                 if row is None:
-                    results.append((op.future, NotFoundError(key)))
+                    results.append((future, NotFoundError(key)))
                     continue
                 cur_rev, create_rev, cur_value = row
                 current = KeyValue(key, cur_value, create_rev, cur_rev)
-                if op.expected and op.expected != cur_rev:
-                    results.append((op.future, ConflictError(key, current)))
+                if expected and expected != cur_rev:
+                    results.append((future, ConflictError(key, current)))
                     continue
                 rev += 1
-                deleted = op.kind == _DELETE
-                rows.append((rev, key, 0, int(deleted), create_rev, cur_rev, op.value))
+                deleted = kind == _DELETE
+                rows.append((rev, key, 0, int(deleted), create_rev, cur_rev, value))
                 if deleted:
                     written[key] = None
                     kv = KeyValue(key, cur_value, create_rev, rev)
                     events.append(Event(EventType.DELETE, kv, current))
                 else:
-                    written[key] = (rev, create_rev, op.value)
-                    kv = KeyValue(key, op.value, create_rev, rev)
+                    written[key] = (rev, create_rev, value)
+                    kv = KeyValue(key, value, create_rev, rev)
                     events.append(Event(EventType.PUT, kv, current))
-                results.append((op.future, kv))
+                results.append((future, kv))
             if rows:
                 conn.executemany(_SQL_INSERT, rows)
             conn.execute("COMMIT" if events else "ROLLBACK")
@@ -453,7 +473,7 @@ class SqliteBackend:
             log.error("storage write batch failed: %s", exc)
             self._rollback()
             error = UnavailableError(f"write failed: {exc}")
-            self._post([], [(op.future, error) for op in writes])
+            self._post([], [(op[4], error) for op in writes])
             return
         self._w_revision = rev
         self._remember(written)

@@ -31,7 +31,8 @@ NS: registry.Resource = _NS
 CM: registry.Resource = _CM
 POD: registry.Resource = _POD
 
-MARK = "\x00kybern:resourceVersion\x00"
+MARK = cache._RV_MARK
+OLD_MARK = "\x00kybern:resourceVersion\x00"  # the marker before: plain data now
 KEYS = st.sampled_from(["a", "b", "nodeName", "namespace", "name", "resourceVersion", MARK])
 PATHS = st.lists(
     st.sampled_from(
@@ -50,7 +51,9 @@ PATHS = st.lists(
     ),
     max_size=5,
 ).map(tuple)
-STRINGS = st.text(max_size=6) | st.sampled_from([MARK, 'a"' + MARK, "", "x"])
+STRINGS = st.text(max_size=6) | st.sampled_from(
+    [MARK, 'a"' + MARK, MARK + "\x7f", MARK[1:], "\x7f", OLD_MARK, "", "x"]
+)
 JSON_LEAVES = (
     st.none()
     | st.booleans()
@@ -194,6 +197,10 @@ def test_encode_falls_back_when_it_cannot_be_exact() -> None:
         {"metadata": {"namespace": 5}},  # a namespace the cache reads differently
         {"metadata": {"name": "a"}, "data": {"k": MARK}},  # the marker in the data
         {"metadata": {"name": "a"}, "data": {"k": 'x"' + MARK}},
+        {"metadata": {"name": "a"}, "data": {"k": MARK + "\x7f"}},  # the marker's bytes in it
+        {"metadata": {"a": MARK}},  # before the marker
+        {"metadata": {"name": "a"}, "data": {"resourceVersion": MARK}},  # as if it were it
+        {"metadata": {"name": "a"}, "data": [{"resourceVersion": MARK}]},
         {"metadata": "nope"},
     ):
         value, enc = cache.encode(obj)
@@ -201,6 +208,11 @@ def test_encode_falls_back_when_it_cannot_be_exact() -> None:
     value, enc = cache.encode({"metadata": {}})
     assert enc is not None and value == b'{"metadata":{}}'
     assert enc.cached("/r/k", 7).json == b'{"metadata":{"resourceVersion":"7"}}'
+    obj = {"metadata": {"name": "a", "b": OLD_MARK}, "data": {"resourceVersion": "x"}}
+    value, enc = cache.encode(obj)
+    assert enc is not None and value == orjson.dumps(obj)
+    obj["metadata"]["resourceVersion"] = "9"
+    assert enc.cached("/r/k", 9).json == orjson.dumps(obj)
     with pytest.raises(orjson.JSONEncodeError):  # raises as orjson.dumps does, obj untouched
         cache.encode({"metadata": {"name": "a"}, "x": 2**70})
 
