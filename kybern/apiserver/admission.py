@@ -30,7 +30,7 @@ from yarl import URL
 from kybern.api import defaults, errors, patch, registry, schema
 from kybern.apiserver import admission_match as match
 from kybern.apiserver import aggregator_transport as transport
-from kybern.apiserver import strategy
+from kybern.apiserver import codec, strategy
 
 if TYPE_CHECKING:
     from kybern.apiserver import store as storemod
@@ -78,7 +78,7 @@ def with_warnings(request: web.Request, resp: web.StreamResponse) -> web.StreamR
 def _user(request: web.Request | None) -> Obj:
     if request is None:
         return dict(LOOPBACK_USER)
-    name, groups = request.get("user") or ("", [])
+    name, groups = request.get(codec.USER) or ("", [])
     out: Obj = {"username": name, "groups": list(groups)}
     extra: Mapping[str, Sequence[str]] = request.get("user_extra") or {}
     if extra:

@@ -34,7 +34,7 @@ from yarl import URL
 
 from kybern.api import errors, registry
 from kybern.apiserver import aggregator_transport as transport
-from kybern.apiserver import certs
+from kybern.apiserver import certs, codec
 from kybern.apiserver import store as storemod
 from kybern.client import upgrade
 
@@ -449,7 +449,7 @@ class Aggregator:
         except Unresolved as u:
             self._failed(e)
             raise errors.service_unavailable(f"service unavailable: {u.message}") from None
-        user, groups = request.get("user") or ("", [])
+        user, groups = request.get(codec.USER) or ("", [])
         extra: Mapping[str, Sequence[str]] = request.get("user_extra") or {}
         ctx = await self.client_context(e)
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

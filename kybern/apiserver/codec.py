@@ -39,6 +39,10 @@ except AttributeError:  # pragma: no cover - libyaml missing
     _YamlLoader = yaml.SafeLoader
 
 
+# the authenticated user of a request (name, groups), set by the server before routing
+USER: web.RequestKey[tuple[str, list[str]]] = web.RequestKey("user", tuple)
+
+
 def media_type(request: web.Request) -> str:
     return (request.headers.get("Content-Type") or JSON).split(";", 1)[0].strip().lower()
 

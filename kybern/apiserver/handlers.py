@@ -47,7 +47,7 @@ class ApiHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         negotiated = codec.negotiate(request)
         admissionmod.begin(request)
-        user = request.get("user")
+        user = request.get(codec.USER)
         requester = strategy.REQUEST_USER.set(user)  # a CSR's requester
         try:
             resp = await self._dispatch(request)
@@ -117,7 +117,7 @@ class ApiHandler:
             if method != "POST" or name:
                 raise errors.method_not_allowed()
             body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
-            user: reviews.User = request.get("user") or ("", [])
+            user: reviews.User = request.get(codec.USER) or ("", [])
             return codec.json_response(reviews.answer(res, body, user, self.issuer), 201)
         if sub == "token" and method == "POST":
             sa = await self.store.get(res, namespace, name)

@@ -223,7 +223,7 @@ class APIServer:
                 user = self.authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
-                request["user"] = user
+                request[codec.USER] = user
             safe = request.rel_url.path_safe
             if safe[:1] != "/" or "\n" in safe:  # the API's route is `/{tail:.*}`
                 raise web.HTTPNotFound()
