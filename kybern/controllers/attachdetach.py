@@ -40,6 +40,14 @@ def holds_volumes(pod: Obj) -> bool:
     return any("running" in (s.get("state") or {}) for s in statuses)
 
 
+def _has_claim(spec: Obj) -> bool:
+    """Whether a pod spec has a volume `claims_of` names a claim for."""
+    for v in spec.get("volumes") or ():
+        if (v.get("persistentVolumeClaim") or {}).get("claimName") or v.get("ephemeral"):
+            return True
+    return False
+
+
 def _va_node(va: Obj) -> list[str]:
     n = (va.get("spec") or {}).get("nodeName")
     return [n] if n else []
@@ -79,8 +87,12 @@ class AttachDetachController(common.Base):
         self.nodes.add_handlers(informer.Handlers(on_add=self.enqueue))
 
     def _pod(self, pod: Obj) -> None:
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node:
+        """The pod's node, when the pod may need attachments: like kube's desired-state
+        populator, which looks only at the changed pod's volumes, a pod with no claim (direct
+        or ephemeral) changes nothing, so it does not cost a walk over its node's pods."""
+        spec = pod.get("spec") or {}
+        node = spec.get("nodeName")
+        if node and _has_claim(spec):
             self.queue.add(node)
 
     def _pod_moved(self, old: Obj, new: Obj) -> None:
@@ -106,7 +118,7 @@ class AttachDetachController(common.Base):
         """The VolumeAttachments `node` needs, by name."""
         out: dict[str, Obj] = {}
         for pod in self.pods.by_index("node", node):
-            if not holds_volumes(pod):
+            if not _has_claim(pod.get("spec") or {}) or not holds_volumes(pod):
                 continue
             ns = pod["metadata"].get("namespace", "")
             for claim in claims_of(pod):

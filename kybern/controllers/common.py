@@ -87,17 +87,26 @@ def _controller_index(o: Obj) -> list[str]:
     return [ref["uid"]] if ref and ref.get("uid") else []
 
 
+def _orphan_index(o: Obj) -> list[str]:
+    """The namespace of an object without a controller reference (one a controller may adopt)."""
+    for ref in o["metadata"].get("ownerReferences") or ():
+        if ref.get("controller"):
+            return []
+    return [o["metadata"].get("namespace", "")]
+
+
 def _node_index(o: Obj) -> list[str]:
     n = (o.get("spec") or {}).get("nodeName")
     return [n] if n else []
 
 
 def shared(ctx: Context, res: registry.Resource) -> informer.Informer:
-    """The shared informer of `res` with the `namespace` and `controller` indices."""
+    """The shared informer of `res` with the `namespace`, `controller` and `orphan` indices."""
     inf = ctx.factory.informer(res)
     if not getattr(inf, "_kybern_indexed", False):
         inf.add_indexer("namespace", _ns_index)
         inf.add_indexer("controller", _controller_index)
+        inf.add_indexer("orphan", _orphan_index)
         if res is PODS:
             inf.add_indexer("node", _node_index)
         inf._kybern_indexed = True  # type: ignore[attr-defined]
@@ -165,6 +174,15 @@ def controller_ref(obj: Obj) -> Obj | None:
     return None
 
 
+def controller_uid(obj: Obj) -> str | None:
+    """The uid of `obj`'s controller reference (None without one), read in place: what
+    `controller_ref` answers, without copying the reference, for loops over many objects."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref.get("uid") or ""
+    return None
+
+
 def new_controller_ref(owner: Obj, res: registry.Resource) -> Obj:
     m = owner["metadata"]
     return {
@@ -213,9 +231,9 @@ async def claim(
     adopt_ok: bool | None = None
     for obj in candidates:
         labels = obj["metadata"].get("labels") or {}
-        ref = controller_ref(obj)
-        if ref is not None:
-            if ref.get("uid") != uid:
+        ref_uid = controller_uid(obj)
+        if ref_uid is not None:
+            if ref_uid != uid:
                 continue
             if selector.matches(labels):
                 out.append(obj)
@@ -233,6 +251,22 @@ async def claim(
         )
         if adopted is not None:
             out.append(adopted)
+    return out
+
+
+def claim_candidates(inf: informer.Informer, owner: Obj) -> list[Obj]:
+    """What `claim` can keep or adopt for `owner` among the objects of its namespace in `inf`
+    (a `shared` informer): those it controls and the orphans. `claim` skips the objects
+    another controller controls, so passing these instead of the whole namespace gives the
+    same answer without walking the siblings' objects (with ten ReplicaSets of 1,000 pods in a
+    namespace, a sync of one looked at all 10,000 pods)."""
+    m = owner["metadata"]
+    ns = m.get("namespace", "")
+    # the uid index spans namespaces: a reference from another namespace is not the owner's
+    out = [
+        o for o in inf.by_index("controller", m["uid"]) if o["metadata"].get("namespace", "") == ns
+    ]
+    out += inf.by_index("orphan", ns)
     return out
 
 
@@ -333,38 +367,54 @@ class Expectations:
 
 
 def pod_condition(pod: Obj, typ: str) -> Obj | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
+    c = _condition(pod, typ)
+    return None if c is None else dict(c)
+
+
+def _condition(pod: Obj, typ: str) -> Obj | None:
+    """The pod's condition of type `typ` in place (not a copy): for read-only checks."""
+    for c in (pod.get("status") or {}).get("conditions") or ():
         if c.get("type") == typ:
-            return dict(c)
+            return c
     return None
 
 
 def is_pod_ready(pod: Obj) -> bool:
-    c = pod_condition(pod, "Ready")
+    c = _condition(pod, "Ready")
     return c is not None and c.get("status") == "True"
 
 
 def is_pod_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
-    if not is_pod_ready(pod):
-        return False
+    return ready_and_available(pod, min_ready_seconds, now)[1]
+
+
+def ready_and_available(pod: Obj, min_ready_seconds: int, now: float) -> tuple[bool, bool]:
+    """(`is_pod_ready`, `is_pod_available`) from one look at the Ready condition."""
+    c = _condition(pod, "Ready")
+    if c is None or c.get("status") != "True":
+        return False, False
     if min_ready_seconds <= 0:
-        return True
-    c = pod_condition(pod, "Ready") or {}
+        return True, True
     since = parse_time(c.get("lastTransitionTime"))
-    return since is not None and since + min_ready_seconds <= now
+    return True, since is not None and since + min_ready_seconds <= now
 
 
 def pod_phase(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("phase") or "Pending")
 
 
+_TERMINAL_PHASES = frozenset(("Succeeded", "Failed"))
+
+
 def is_pod_terminal(pod: Obj) -> bool:
-    return pod_phase(pod) in ("Succeeded", "Failed")
+    return (pod.get("status") or {}).get("phase") in _TERMINAL_PHASES
 
 
 def is_pod_active(pod: Obj) -> bool:
     """FilterActivePods: not terminal and not being deleted."""
-    return not is_pod_terminal(pod) and not deleting(pod)
+    return (pod.get("status") or {}).get("phase") not in _TERMINAL_PHASES and not pod[
+        "metadata"
+    ].get("deletionTimestamp")
 
 
 def pod_from_template(

@@ -127,7 +127,8 @@ class ReplicaSetController(common.Base):
             return None
         needs_sync = self.expectations.satisfied(key) and not common.deleting(owner)
         selector = self.selector_of(owner)
-        active = [p for p in self.pods.by_index("namespace", ns) if common.is_pod_active(p)]
+        is_active = common.is_pod_active
+        active = [p for p in common.claim_candidates(self.pods, owner) if is_active(p)]
         pods = await common.claim(
             self.client,
             common.PODS,
@@ -230,12 +231,18 @@ class ReplicaSetController(common.Base):
         tsel = selectors.selector_from_set(tlabels)
         status: Obj = dict(owner.get("status") or {})
         status["replicas"] = len(pods)
+        labeled = ready = available = 0
+        matches, ready_and_available = tsel.matches, common.ready_and_available
+        for p in pods:  # one pass: this runs over every pod of the owner on every sync
+            if matches(p["metadata"].get("labels") or {}):
+                labeled += 1
+            r, a = ready_and_available(p, min_ready, now)
+            ready += r
+            available += a
         counts = {
-            "fullyLabeledReplicas": sum(
-                1 for p in pods if tsel.matches(p["metadata"].get("labels") or {})
-            ),
-            "readyReplicas": sum(1 for p in pods if common.is_pod_ready(p)),
-            "availableReplicas": sum(1 for p in pods if common.is_pod_available(p, min_ready, now)),
+            "fullyLabeledReplicas": labeled,
+            "readyReplicas": ready,
+            "availableReplicas": available,
         }
         for k, v in counts.items():
             if v:
