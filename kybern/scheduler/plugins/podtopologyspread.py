@@ -3,7 +3,11 @@ nodes whose domain (the value of `topologyKey`) would exceed `maxSkew` over the 
 domain (counting pods in the namespace matching `labelSelector` plus `matchLabelKeys`; nodes
 filtered by `nodeAffinityPolicy`/`nodeTaintsPolicy`; `minDomains` honoured); `ScheduleAnyway`
 constraints score nodes by the matching pods in their domains (fewer is better), as
-kube-scheduler's plugin does. The cluster-level default constraints are not applied."""
+kube-scheduler's plugin does. A pod with no constraints of its own gets the default constraints
+(args `defaultingType: System`, the default: hostname maxSkew 3 and zone maxSkew 5, both
+`ScheduleAnyway`; `List`: args `defaultConstraints`) with the selector of its Services and its
+controlling ReplicationController/ReplicaSet/StatefulSet (`helper.DefaultSelector`); none when
+that selector is empty. System defaults don't ignore nodes lacking the zone label."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kybern.api import selectors
+from kybern.api import registry, selectors
+from kybern.client import informer
 from kybern.scheduler import framework as fw
 from kybern.scheduler.nodeinfo import HOSTNAME_LABEL, NodeInfo, PodInfo, find_untolerated
 from kybern.scheduler.plugins.nodeaffinity import RequiredNodeAffinity
@@ -21,6 +26,16 @@ ERR_REASON_CONSTRAINTS_NOT_MATCH = "node(s) didn't match pod topology spread con
 ERR_REASON_NODE_LABEL_NOT_MATCH = ERR_REASON_CONSTRAINTS_NOT_MATCH + " (missing required label)"
 _FILTER_KEY = "PreFilterPodTopologySpread"
 _SCORE_KEY = "PreScorePodTopologySpread"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+SYSTEM_DEFAULT_CONSTRAINTS: tuple[dict[str, Any], ...] = (
+    {"topologyKey": HOSTNAME_LABEL, "whenUnsatisfiable": "ScheduleAnyway", "maxSkew": 3},
+    {"topologyKey": ZONE_LABEL, "whenUnsatisfiable": "ScheduleAnyway", "maxSkew": 5},
+)
+SERVICES, REPLICATION_CONTROLLERS, REPLICA_SETS, STATEFUL_SETS = (
+    next(r for r in registry.BUILTIN if r.kind == kind)
+    for kind in ("Service", "ReplicationController", "ReplicaSet", "StatefulSet")
+)
+_NS_INDEX = "namespace"
 
 
 @dataclass(frozen=True)
@@ -43,13 +58,22 @@ class Constraint:
         return True
 
 
-def constraints_of(pod: PodInfo, action: str) -> list[Constraint]:
+def constraints_of(
+    pod: PodInfo, action: str, specs: Any = None, selector: selectors.LabelSelector | None = None
+) -> list[Constraint]:
+    """The pod's own constraints for `action` (or those of `specs`, all with `selector`)."""
     out: list[Constraint] = []
-    for c in pod.spec.get("topologySpreadConstraints") or ():
+    if specs is None:
+        specs = pod.spec.get("topologySpreadConstraints") or ()
+    for c in specs:
         if (c.get("whenUnsatisfiable") or "DoNotSchedule") != action:
             continue
-        sel = selectors.from_label_selector_object(c.get("labelSelector"))
-        keys = [k for k in c.get("matchLabelKeys") or () if k in pod.labels]
+        if selector is not None:
+            sel = selector
+            keys = []
+        else:
+            sel = selectors.from_label_selector_object(c.get("labelSelector"))
+            keys = [k for k in c.get("matchLabelKeys") or () if k in pod.labels]
         if keys and not sel.matches_nothing:
             extra = [selectors.Requirement(k, selectors.IN, (pod.labels[k],)) for k in keys]
             sel = selectors.LabelSelector([*sel.requirements, *extra])
@@ -99,8 +123,86 @@ class _ScoreState:
 class PodTopologySpread:
     name: ClassVar[str] = "PodTopologySpread"
 
-    def __init__(self, handle: fw.Handle) -> None:
+    def __init__(
+        self,
+        handle: fw.Handle,
+        *,
+        defaulting_type: str = "System",
+        default_constraints: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.handle = handle
+        if defaulting_type not in ("System", "List"):
+            raise ValueError(f"defaultingType: Unsupported value: {defaulting_type!r}")
+        if defaulting_type == "System" and default_constraints:
+            raise ValueError("defaultConstraints: Invalid value: must be empty for System")
+        self.system_defaulted = defaulting_type == "System"
+        self.default_constraints: tuple[dict[str, Any], ...] = (
+            SYSTEM_DEFAULT_CONSTRAINTS
+            if self.system_defaulted
+            else tuple(default_constraints or ())
+        )
+        self.services: informer.Informer | None = None
+        self.rcs = self.rss = self.sss = self.services
+        factory = handle.informer_factory
+        if self.default_constraints and factory is not None:
+            self.services = factory.informer(SERVICES)
+            self.services.add_indexer(_NS_INDEX, _namespace_of)
+            self.rcs = factory.informer(REPLICATION_CONTROLLERS)
+            self.rss = factory.informer(REPLICA_SETS)
+            self.sss = factory.informer(STATEFUL_SETS)
+
+    def default_selector(self, pod: PodInfo) -> selectors.LabelSelector:
+        """`helper.DefaultSelector`: the labels of the Services in the pod's namespace whose
+        selector matches it, ANDed with the selector of its controlling RC/RS/StatefulSet."""
+        merged: dict[str, str] = {}
+        if self.services is not None:
+            for svc in self.services.by_index(_NS_INDEX, pod.namespace):
+                sel = (svc.get("spec") or {}).get("selector")
+                if sel is None:  # a nil selector matches nothing
+                    continue
+                if all(pod.labels.get(k) == v for k, v in sel.items()):
+                    merged.update(sel)
+        extra: tuple[selectors.Requirement, ...] = ()
+        owner = next(
+            (r for r in pod.pod["metadata"].get("ownerReferences") or () if r.get("controller")),
+            None,
+        )
+        if owner is not None:
+            kind, api, name = owner.get("kind"), owner.get("apiVersion"), owner.get("name") or ""
+            if kind == "ReplicationController" and api == "v1" and self.rcs is not None:
+                rc = self.rcs.get(name, pod.namespace)
+                if rc is not None:
+                    merged.update((rc.get("spec") or {}).get("selector") or {})
+            elif api == "apps/v1" and kind in ("ReplicaSet", "StatefulSet"):
+                inf = self.rss if kind == "ReplicaSet" else self.sss
+                ctl = inf.get(name, pod.namespace) if inf is not None else None
+                if ctl is not None:
+                    try:
+                        sel = selectors.from_label_selector_object(
+                            (ctl.get("spec") or {}).get("selector")
+                        )
+                    except Exception:  # an invalid selector adds nothing
+                        sel = selectors.LabelSelector.nothing()
+                    if not sel.matches_nothing:
+                        extra = sel.requirements
+        if not merged and not extra:
+            return selectors.LabelSelector.everything()
+        reqs = [selectors.Requirement(k, selectors.EQUALS, (v,)) for k, v in merged.items()]
+        return selectors.LabelSelector([*reqs, *extra])
+
+    def _constraints(self, pod: PodInfo, action: str) -> list[Constraint]:
+        """`getConstraints`: the pod's own, else the defaults with the pod's default selector."""
+        if pod.spec.get("topologySpreadConstraints") or not self.default_constraints:
+            return constraints_of(pod, action)
+        if not any(
+            (c.get("whenUnsatisfiable") or "DoNotSchedule") == action
+            for c in self.default_constraints
+        ):
+            return []
+        sel = self.default_selector(pod)
+        if sel.empty:
+            return []
+        return constraints_of(pod, action, self.default_constraints, sel)
 
     def events_to_register(self) -> list[fw.ClusterEvent]:
         return [
@@ -117,7 +219,7 @@ class PodTopologySpread:
     def pre_filter(
         self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]
     ) -> tuple[fw.PreFilterResult | None, fw.Status | None]:
-        constraints = constraints_of(pod, "DoNotSchedule")
+        constraints = self._constraints(pod, "DoNotSchedule")
         if not constraints:
             return None, fw.SKIP
         affinity = RequiredNodeAffinity(pod)
@@ -157,17 +259,19 @@ class PodTopologySpread:
     def pre_score(
         self, state: fw.CycleState, pod: PodInfo, nodes: list[NodeInfo]
     ) -> fw.Status | None:
-        constraints = constraints_of(pod, "ScheduleAnyway")
+        constraints = self._constraints(pod, "ScheduleAnyway")
         if not constraints:
             return fw.SKIP
-        ignored = {n.name for n in nodes if not _has_keys(n, constraints)}
+        # system defaults don't require every key: a node without a zone still spreads by host
+        require_all = bool(pod.spec.get("topologySpreadConstraints")) or not self.system_defaulted
+        ignored = {n.name for n in nodes if not _has_keys(n, constraints)} if require_all else set()
         counts: dict[tuple[str, str], int] = {}
         for n in nodes:
             if n.name in ignored:
                 continue
             for c in constraints:
                 if c.topology_key != HOSTNAME_LABEL:
-                    counts.setdefault((c.topology_key, n.labels[c.topology_key]), 0)
+                    counts.setdefault((c.topology_key, n.labels.get(c.topology_key, "")), 0)
         weights = []
         for c in constraints:
             if c.topology_key == HOSTNAME_LABEL:
@@ -177,10 +281,10 @@ class PodTopologySpread:
             weights.append(math.log(size + 2))
         affinity = RequiredNodeAffinity(pod)
         for node in self.handle.snapshot.node_infos():
-            if not _has_keys(node, constraints):
+            if require_all and not _has_keys(node, constraints):
                 continue
             for c in constraints:
-                pair = (c.topology_key, node.labels[c.topology_key])
+                pair = (c.topology_key, node.labels.get(c.topology_key, ""))
                 if pair not in counts or not c.includes(pod, node, affinity):
                     continue
                 counts[pair] += count_matching(node, pod.namespace, c.selector)
@@ -224,5 +328,13 @@ class PodTopologySpread:
         return None
 
 
+def _namespace_of(obj: dict[str, Any]) -> list[str]:
+    return [obj["metadata"].get("namespace") or ""]
+
+
 def new_pod_topology_spread(args: Mapping[str, Any], handle: fw.Handle) -> fw.Plugin:
-    return PodTopologySpread(handle)
+    return PodTopologySpread(
+        handle,
+        defaulting_type=args.get("defaultingType") or "System",
+        default_constraints=list(args.get("defaultConstraints") or ()),
+    )
