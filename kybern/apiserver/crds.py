@@ -365,6 +365,11 @@ def to_scale(obj: Obj, paths: Obj) -> Obj:
     out_status: Obj = {"replicas": status if isinstance(status, int) else 0}
     if isinstance(sel, str) and sel:
         out_status["selector"] = sel
+    return scale_object(meta, spec if isinstance(spec, int) else 0, out_status)
+
+
+def scale_object(meta: Obj, replicas: Any, status: Obj) -> Obj:
+    """An autoscaling/v1 Scale of the object with metadata `meta` (its identity fields)."""
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -373,8 +378,8 @@ def to_scale(obj: Obj, paths: Obj) -> Obj:
             for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
             if k in meta
         },
-        "spec": {"replicas": spec if isinstance(spec, int) else 0},
-        "status": out_status,
+        "spec": {"replicas": replicas},
+        "status": status,
     }
 
 

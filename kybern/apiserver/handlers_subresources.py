@@ -277,14 +277,7 @@ def to_scale(obj: Obj) -> Obj:
     selector = status.get("selector") or ",".join(
         f"{k}={v}" for k, v in sorted(labels.items()) if isinstance(v, str)
     )
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in meta
-        },
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
-        "status": {"replicas": status.get("replicas", 0), "selector": selector},
-    }
+    replicas = (obj.get("spec") or {}).get("replicas", 0)
+    return crds.scale_object(
+        meta, replicas, {"replicas": status.get("replicas", 0), "selector": selector}
+    )
