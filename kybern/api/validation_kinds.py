@@ -74,6 +74,14 @@ _PULL_POLICIES = ["Always", "IfNotPresent", "Never"]
 _MESSAGE_POLICIES = ["File", "FallbackToLogsOnError"]
 
 
+def _optional_enum(obj: dict[str, Any], key: str, path: str, allowed: list[str]) -> FieldErrors:
+    """`obj[key]`, when set, must be one of `allowed` (kube's NotSupported error otherwise)."""
+    value = obj.get(key)
+    if value is None or value in allowed:
+        return []
+    return _enum(value, _c(path, key), allowed)
+
+
 def _container(ctr: Any, path: str, names: set[str], volumes: set[str]) -> FieldErrors:
     # paths are built only for an error, or where there is something to check
     ctr, errs = _d(ctr), []
@@ -88,12 +96,8 @@ def _container(ctr: Any, path: str, names: set[str], volumes: set[str]) -> Field
         names.add(name)
     if not ctr.get("image"):
         errs.append(errors.required(_c(path, "image")))
-    pull = ctr.get("imagePullPolicy")
-    if pull is not None and pull not in _PULL_POLICIES:
-        errs += _enum(pull, _c(path, "imagePullPolicy"), _PULL_POLICIES)
-    policy = ctr.get("terminationMessagePolicy")
-    if policy is not None and policy not in _MESSAGE_POLICIES:
-        errs += _enum(policy, _c(path, "terminationMessagePolicy"), _MESSAGE_POLICIES)
+    errs += _optional_enum(ctr, "imagePullPolicy", path, _PULL_POLICIES)
+    errs += _optional_enum(ctr, "terminationMessagePolicy", path, _MESSAGE_POLICIES)
     if ports := _l(ctr.get("ports")):
         errs += _ports(ports, _c(path, "ports"))
     envs = ctr.get("env")
@@ -151,12 +155,8 @@ def _pod_spec(spec: Any, path: str) -> FieldErrors:
     if isinstance(containers, list):
         for i, ctr in enumerate(containers):
             errs += _container(ctr, f"{path}.containers[{i}]", names, volumes)
-    restart = spec.get("restartPolicy")
-    if restart is not None and restart not in _RESTART_POLICIES:
-        errs += _enum(restart, _c(path, "restartPolicy"), _RESTART_POLICIES)
-    dns = spec.get("dnsPolicy")
-    if dns is not None and dns not in _DNS_POLICIES:
-        errs += _enum(dns, _c(path, "dnsPolicy"), _DNS_POLICIES)
+    errs += _optional_enum(spec, "restartPolicy", path, _RESTART_POLICIES)
+    errs += _optional_enum(spec, "dnsPolicy", path, _DNS_POLICIES)
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and (not _is_int(deadline) or not 1 <= deadline <= v.MAX_INT32):
         detail = v.inclusive_range_error(1, v.MAX_INT32)
