@@ -6,51 +6,24 @@ only bookmarks, until `timeoutSeconds`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
 
-from kybern import storage
+# the API handler over a memory store with namespace "d", as the expired-watch tests use it
+from test_watch_expired import CM as CM
+from test_watch_expired import setup as setup
+
 from kybern.api import registry
-from kybern.apiserver import cache, handlers, strategy
+from kybern.apiserver import cache
 from kybern.apiserver import store as storemod
-
-REG = registry.Registry()
-
-
-def _resource(plural: str) -> registry.Resource:
-    res = REG.lookup("", "v1", plural)
-    assert res is not None
-    return res
-
-
-NS = _resource("namespaces")
-CM = _resource("configmaps")
 
 DEADLINE = 10.0  # seconds; the watch itself asks for far longer (timeoutSeconds)
 View = Callable[[cache.CachedObject], Awaitable[cache.CachedObject]]
-
-
-@pytest.fixture
-async def setup() -> AsyncIterator[tuple[TestClient[Any, Any], storemod.Store]]:
-    backend = storage.open_backend("memory://")
-    await backend.start()
-    cacher = cache.Cacher(backend)
-    await cacher.start(sorted({r.key_prefix for r in REG.all()}))
-    st = storemod.Store(backend, cacher, REG, strategy.BuiltinHooks(cacher, "10.96.0.0/12"))
-    await st.create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}})
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handlers.ApiHandler(st, REG).handle)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    yield client, st
-    await client.close()
-    cacher.stop()
-    await backend.close()
 
 
 def _event(name: str, revision: int) -> cache.WatchEvent:

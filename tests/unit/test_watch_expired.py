@@ -18,9 +18,16 @@ from kybern.apiserver import cache, handlers, strategy
 from kybern.apiserver import store as storemod
 
 REG = registry.Registry()
-NS = REG.lookup("", "v1", "namespaces")
-CM = REG.lookup("", "v1", "configmaps")
-assert NS and CM
+
+
+def _resource(plural: str) -> registry.Resource:
+    res = REG.lookup("", "v1", plural)
+    assert res is not None
+    return res
+
+
+NS = _resource("namespaces")
+CM = _resource("configmaps")
 
 
 @pytest.fixture
