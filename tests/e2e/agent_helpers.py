@@ -27,6 +27,7 @@ import aiohttp
 import yaml
 from cni_helpers import HostNet, host_net
 from containerd_helpers import build_images, require_binaries
+from streaming_helpers import kubectl_env
 
 from kybern.agent import common, network, streaming_tls
 from kybern.api import registry
@@ -137,7 +138,7 @@ class Cluster:
             KUBECTL, *args,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env=kubectl_env(self.kubeconfig),
         )  # fmt: skip
         out, err = await asyncio.wait_for(
             proc.communicate(input.encode() if input is not None else None), timeout

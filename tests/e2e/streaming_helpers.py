@@ -28,6 +28,19 @@ from kybern.images import busybox
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+
+def kubectl_env(kubeconfig: Path) -> dict[str, str]:
+    """The environment for a kubectl run against the server of `kubeconfig`: its discovery
+    cache lives beside the kubeconfig, so a later server on a reused port never sees another
+    server's API groups (kubectl keys the shared ~/.kube/cache by host:port only)."""
+    return {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "KUBECACHEDIR": str(kubeconfig.parent / "kubectl-cache"),
+    }
+
+
 NAMESPACE = "default"
 
 
@@ -122,7 +135,7 @@ class KybernServer:
             KUBECTL, *args,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env=kubectl_env(self.kubeconfig),
         )  # fmt: skip
         try:
             out, err = await asyncio.wait_for(proc.communicate(input), timeout)
@@ -137,7 +150,7 @@ class KybernServer:
             KUBECTL, *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env=kubectl_env(self.kubeconfig),
         )  # fmt: skip
 
 

@@ -6,7 +6,6 @@ certificate verified by the agent), and the agent refuses every other caller."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import urllib.request
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from agent_helpers import (
     agent_get,
     in_namespace,
     is_running,
+    kubectl_env,
     pod_manifest,
     running_cluster,
     wait_until,
@@ -49,7 +49,7 @@ async def kubectl(c: Cluster, *args: str, input: bytes | None = None) -> tuple[i
         "kubectl", *args,
         stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "KUBECONFIG": str(c.kubeconfig)},
+        env=kubectl_env(c.kubeconfig),
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(input), 60.0)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -106,7 +106,7 @@ async def test_kubectl_port_forward_reaches_the_pod(cluster: Cluster) -> None:
     proc = await asyncio.create_subprocess_exec(
         "kubectl", "port-forward", "-n", ns, "pod/web", ":8080", "--address", "127.0.0.1",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stderr=asyncio.subprocess.PIPE, env=kubectl_env(cluster.kubeconfig),
     )  # fmt: skip
     try:
         assert proc.stdout is not None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import Process, is_running, pod_manifest, wait_until
+from agent_helpers import Process, is_running, kubectl_env, pod_manifest, wait_until
 from cni_helpers import iptables_rules, pick_subnet, sh
 
 from kybern.agent import common, network
@@ -104,7 +104,7 @@ async def kubectl(kubeconfig: Path, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         "kubectl", "--kubeconfig", str(kubeconfig), *args,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=kubectl_env(kubeconfig),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60.0)
     return proc.returncode or 0, out.decode()

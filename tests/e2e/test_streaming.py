@@ -24,7 +24,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from containerd_helpers import build_images, running_containerd, wait_until
-from streaming_helpers import KUBECTL, NAMESPACE, Container, CriPod, KybernServer, register_node
+from streaming_helpers import (
+    KUBECTL,
+    NAMESPACE,
+    Container,
+    CriPod,
+    KybernServer,
+    kubectl_env,
+    register_node,
+)
 
 from kybern.agent import streaming_tls
 from kybern.agent.httpserver import AgentServer
@@ -273,8 +281,7 @@ async def test_exec_over_spdy(server: KybernServer, pods: Any) -> None:
     """kubectl's SPDY fallback (WebSockets off) passes through the API server and the agent."""
     pod = await pods(Container("main", SLEEP))
     env = {
-        **os.environ,
-        "KUBECONFIG": str(server.kubeconfig),
+        **kubectl_env(server.kubeconfig),
         "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false",
     }
     proc = await asyncio.create_subprocess_exec(
@@ -293,7 +300,7 @@ async def test_exec_tty(server: KybernServer, pods: Any) -> None:
     pod = await pods(Container("main", SLEEP))
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    env = {**os.environ, "KUBECONFIG": str(server.kubeconfig)}
+    env = kubectl_env(server.kubeconfig)
     proc = await asyncio.create_subprocess_exec(
         KUBECTL, "exec", "-it", pod.name, "--", "sh",
         stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
@@ -443,8 +450,7 @@ async def test_port_forward(server: KybernServer, pods: Any, websockets: str) ->
 
     await wait_until(serving, what="httpd in the pod")
     env = {
-        **os.environ,
-        "KUBECONFIG": str(server.kubeconfig),
+        **kubectl_env(server.kubeconfig),
         "KUBECTL_PORT_FORWARD_WEBSOCKETS": websockets,
     }
     proc = await asyncio.create_subprocess_exec(

@@ -37,6 +37,18 @@ KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 5.0  # the CLI contract: SIGTERM stops the server within 5 s
 
+
+def kubectl_env(kubeconfig: Path) -> dict[str, str]:
+    """The environment for a kubectl run against the server of `kubeconfig`: its discovery
+    cache lives beside the kubeconfig, so a later server on a reused port never sees another
+    server's API groups (kubectl keys the shared ~/.kube/cache by host:port only)."""
+    return {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "KUBECACHEDIR": str(kubeconfig.parent / "kubectl-cache"),
+    }
+
+
 T = TypeVar("T")
 
 
@@ -235,7 +247,7 @@ class Server:
         timeout: float = 60.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this server."""
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = kubectl_env(self.kubeconfig)
         proc = subprocess.run(
             [KUBECTL, *args],
             env=env,
@@ -256,7 +268,7 @@ class Server:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
     def kubectl_popen(self, *args: str) -> subprocess.Popen[str]:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = kubectl_env(self.kubeconfig)
         return subprocess.Popen(
             [KUBECTL, *args],
             env=env,

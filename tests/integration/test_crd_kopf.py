@@ -7,7 +7,6 @@ finalizer around the delete handler. Every kopf process is stopped at the end.""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server, unique, wait_for
+from conftest import Server, kubectl_env, unique, wait_for
 from kubernetes import client as k8s
 from test_crd_support import CRDS, create_crd, established
 
@@ -129,7 +128,7 @@ def kopf(server: Server, tmp: Path, ns: str, *flags: str) -> Iterator[subprocess
     log = open(tmp / "kopf.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kopf", "run", *flags, "--namespace", ns, str(tmp / "op.py")],
-        env={**os.environ, "KUBECONFIG": str(server.kubeconfig)},
+        env=kubectl_env(server.kubeconfig),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KUBECTL, Server, running_server, unique, wait_for
+from conftest import KUBECTL, Server, kubectl_env, running_server, unique, wait_for
 
 DEADLINE = "90s"  # kubectl's own --timeout for rollouts and waits
 AGE = re.compile(r"^\d+[smh]\d*[sm]?$")
@@ -307,7 +307,7 @@ def test_wait_for_jsonpath_and_delete(server: Server, ns: str, tmp_path: Path) -
     with open(err_path, "w") as err:
         proc = subprocess.Popen(
             [KUBECTL, "-n", ns, "wait", "--for=delete", "pod/p2", f"--timeout={DEADLINE}", "-v=6"],
-            env={**os.environ, "KUBECONFIG": str(server.kubeconfig)},
+            env=kubectl_env(server.kubeconfig),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
