@@ -8,28 +8,15 @@ over keys another manager owns (kept, nothing owned), and a null YAML value over
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
-from conftest import Server, running_server, unique
+from conftest import Server
 from kubernetes import client as k8s
 
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[Server]:
-    with running_server() as s:
-        s.kubectl("wait", "--for=jsonpath={.status.phase}=Active", "ns/default", "--timeout=30s")
-        yield s
-
-
-@pytest.fixture
-def ns(srv: Server) -> Iterator[str]:
-    name = unique("ssa-null")
-    srv.kubectl("create", "namespace", name)
-    yield name
-    srv.kubectl("delete", "namespace", name, "--wait=false", check=False)
+# the server and per-test namespace fixtures of the kubectl apply tests
+from test_apply_kubectl import ns as ns
+from test_apply_kubectl import srv as srv
 
 
 def owners(obj: dict[str, Any]) -> dict[tuple[str, str], Any]:
