@@ -7,13 +7,18 @@ kube-scheduler's plugin does. A pod with no constraints of its own gets the defa
 (args `defaultingType: System`, the default: hostname maxSkew 3 and zone maxSkew 5, both
 `ScheduleAnyway`; `List`: args `defaultConstraints`) with the selector of its Services and its
 controlling ReplicationController/ReplicaSet/StatefulSet (`helper.DefaultSelector`); none when
-that selector is empty. System defaults don't ignore nodes lacking the zone label."""
+that selector is empty. As in kube-scheduler 1.32: only System defaults keep scoring nodes that
+lack a constraint's key (a zoneless node is scored by hostname alone, yet adds a "" domain to the
+zone weight and its pods count for nodes labelled zone=""); otherwise such nodes are filtered out,
+or scored 0 and left out of the normalization. An empty `labelSelector` (`{}`) counts no pods,
+and constraints sharing a topologyKey share its domains: a node counts for the last one
+including it when filtering, and only the first sizes the domains for the score's weight."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kybern.api import registry, selectors
@@ -46,6 +51,12 @@ class Constraint:
     min_domains: int = 1
     honor_affinity: bool = True
     honor_taints: bool = False
+    # what counts the pods on nodes: None for an empty selector, which `countPodsMatchSelector`
+    # counts as no pods (though it matches the incoming pod itself)
+    counted: selectors.LabelSelector | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counted", None if self.selector.empty else self.selector)
 
     def includes(self, pod: PodInfo, node: NodeInfo, affinity: RequiredNodeAffinity) -> bool:
         """`matchNodeInclusionPolicies`: is `node` counted as part of the spread at all?"""
@@ -90,7 +101,10 @@ def constraints_of(
     return out
 
 
-def count_matching(node: NodeInfo, namespace: str, sel: selectors.LabelSelector) -> int:
+def count_matching(node: NodeInfo, namespace: str, sel: selectors.LabelSelector | None) -> int:
+    """`countPodsMatchSelector` with `Constraint.counted` (None: no pods)."""
+    if sel is None:
+        return 0
     n = 0
     for p in node.pods.values():
         if p.namespace != namespace or p.pod["metadata"].get("deletionTimestamp"):
@@ -224,14 +238,23 @@ class PodTopologySpread:
             return None, fw.SKIP
         affinity = RequiredNodeAffinity(pod)
         counts: dict[tuple[str, str], int] = {}
+        # kube 1.32 sets a node's count per (key, value): of constraints sharing a key, the
+        # last one including the node wins (kubernetes#129067, fixed in 1.33)
+        shared = len({c.topology_key for c in constraints}) < len(constraints)
+        order = constraints[::-1] if shared else constraints
         for node in self.handle.snapshot.node_infos():
             if not _has_keys(node, constraints):
                 continue
-            for c in constraints:
+            seen: set[str] | None = set() if shared else None
+            for c in order:
                 if not c.includes(pod, node, affinity):
                     continue
+                if seen is not None:
+                    if c.topology_key in seen:
+                        continue
+                    seen.add(c.topology_key)
                 pair = (c.topology_key, node.labels[c.topology_key])
-                counts[pair] = counts.get(pair, 0) + count_matching(node, pod.namespace, c.selector)
+                counts[pair] = counts.get(pair, 0) + count_matching(node, pod.namespace, c.counted)
         min_counts: list[int] = []
         domains: list[int] = []
         for c in constraints:
@@ -273,10 +296,14 @@ class PodTopologySpread:
                 if c.topology_key != HOSTNAME_LABEL:
                     counts.setdefault((c.topology_key, n.labels.get(c.topology_key, "")), 0)
         weights = []
+        sized: set[str] = set()
         for c in constraints:
             if c.topology_key == HOSTNAME_LABEL:
                 size = len(nodes) - len(ignored)
+            elif c.topology_key in sized:
+                size = 0  # kube 1.32: a shared (key, value) domain is sized for the first only
             else:
+                sized.add(c.topology_key)
                 size = sum(1 for k, _ in counts if k == c.topology_key)
             weights.append(math.log(size + 2))
         affinity = RequiredNodeAffinity(pod)
@@ -287,7 +314,7 @@ class PodTopologySpread:
                 pair = (c.topology_key, node.labels.get(c.topology_key, ""))
                 if pair not in counts or not c.includes(pod, node, affinity):
                     continue
-                counts[pair] += count_matching(node, pod.namespace, c.selector)
+                counts[pair] += count_matching(node, pod.namespace, c.counted)
         state.write(_SCORE_KEY, _ScoreState(constraints, ignored, counts, weights))
         return None
 
@@ -301,7 +328,7 @@ class PodTopologySpread:
             if value is None:
                 continue
             if c.topology_key == HOSTNAME_LABEL:
-                cnt = count_matching(node, pod.namespace, c.selector)
+                cnt = count_matching(node, pod.namespace, c.counted)
             else:
                 cnt = s.counts.get((c.topology_key, value), 0)
             total += cnt * s.weights[i] + (c.max_skew - 1)
