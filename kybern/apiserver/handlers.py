@@ -182,9 +182,10 @@ class ApiHandler:
     ) -> Obj:
         """Check apiVersion/kind and drop unknown fields, reporting them per fieldValidation
         (`typed`: decoded from protobuf, which holds only known fields of the right types)."""
-        # like kube-apiserver's decoder, missing apiVersion/kind default to the endpoint's
-        av = obj.setdefault("apiVersion", res.api_version)
-        kind = obj.setdefault("kind", res.kind)
+        # like kube-apiserver's decoder, missing, null or "" apiVersion/kind default to the
+        # endpoint's
+        av = obj["apiVersion"] = obj.get("apiVersion") or res.api_version
+        kind = obj["kind"] = obj.get("kind") or res.kind
         if av != res.api_version:
             raise errors.bad_request(
                 f"the API version in the data ({av}) does not match the expected API version "

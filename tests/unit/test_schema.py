@@ -2,7 +2,8 @@
 come back as the very same object; unknown fields at every depth (struct fields, list items, map
 values, the custom-unmarshaled JSONSchemaProps unions) are dropped and reported in document order
 with Kubernetes' paths; wrong JSON types give kube-apiserver's 400 messages; `null` is accepted
-anywhere; and a synthetic object filling every field of every type round-trips clean."""
+anywhere, decoded as Go does; and a synthetic object filling every field of every type
+round-trips clean."""
 
 from __future__ import annotations
 
@@ -424,7 +425,24 @@ def test_null_is_accepted_anywhere() -> None:
         ' "ports": [{"containerPort": null}], "livenessProbe": {"httpGet": {"port": null}}}]},'
         ' "status": null}'
     )
-    assert schema.normalize("", "v1", "Pod", obj) == (obj, [])
+    before = copy.deepcopy(obj)
+    result = {  # as Go decodes them: null fields absent, null items and map values zero
+        "metadata": {"name": "p", "labels": {"a": ""}, "creationTimestamp": None},
+        "spec": {
+            "containers": [
+                {},
+                {
+                    "name": "c",
+                    "args": ["", "x"],
+                    "resources": {"limits": {"cpu": "0"}},
+                    "ports": [{}],
+                    "livenessProbe": {"httpGet": {}},
+                },
+            ]
+        },
+    }
+    assert schema.normalize("", "v1", "Pod", obj) == (result, [])
+    assert obj == before
 
 
 def test_int_or_string_and_quantity_accept_strings_and_numbers() -> None:
