@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -259,3 +260,18 @@ def test_type_errors_beside_nulls_are_still_raised(spec: dict[str, Any], message
         schema.normalize("", "v1", "Pod", pod_with(**spec))
     assert err.value.code == 400
     assert err.value.message == 'Pod in version "v1" cannot be handled as a Pod: ' + message
+
+
+def test_pointer_times_are_the_proto_descriptors_pointer_times() -> None:
+    """The metav1.Time/MicroTime fields whose Go field is a pointer (a null one is dropped) are
+    exactly those kubectl's embedded protobuf descriptors mark as pointers, for stored kinds."""
+    data = json.loads(Path(schema.__file__).with_name("proto_data.json").read_text())
+    times = {f"k8s.io.apimachinery.pkg.apis.meta.v1.{t}" for t in ("Time", "MicroTime")}
+    pointers = set()
+    for message, fields in data["messages"].items():
+        *_, version, name = message.split(".")
+        for field in fields:
+            if field[4] in times and field[6]:  # [json name, ..., message type, map, pointer, ...]
+                pointers.add(f"{version.capitalize()}{name}.{field[0]}")
+    not_stored = {"V1PodLogOptions.sinceTime", "V1HorizontalPodAutoscalerStatus.lastScaleTime"}
+    assert pointers - not_stored == schema._POINTER_TIMES
