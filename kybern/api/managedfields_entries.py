@@ -83,6 +83,8 @@ def decode(entries: Any, docs: dict[int, tuple[FieldSet, Any]] | None = None) ->
         av = e.get("apiVersion") or ""
         if not av:
             raise ValueError("apiVersion must not be empty")
+        if av.__class__ is not str:  # (typed decoding refuses it first, over HTTP)
+            raise ValueError("apiVersion must be a string")
         ft = e.get("fieldsType") or ""
         if ft != "FieldsV1":
             what = f'invalid fieldsType "{ft}"' if ft else "missing fieldsType"

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kybern.api import apply, apply_typed, defaults, errors
@@ -246,7 +246,7 @@ def r_decode(entries: Any) -> Managed:
         if op not in ("Apply", "Update"):
             raise ValueError("operation")
         av = e.get("apiVersion") or ""
-        if not av or (e.get("fieldsType") or "") != "FieldsV1":
+        if not isinstance(av, str) or not av or (e.get("fieldsType") or "") != "FieldsV1":
             raise ValueError("apiVersion or fieldsType")
         fields = FieldSet.from_json(e.get("fieldsV1") or {})
         key = Manager(str(e.get("manager") or ""), op, av if op == "Update" else "", "")
@@ -1146,6 +1146,16 @@ def _config_of(obj: Obj, rnd: random.Random, value: Any, steps: int) -> Obj:
         min_size=1,
         max_size=5,
     ),
+)
+@example(  # an update that sets a managedFields entry's apiVersion to true: both refuse it
+    2,
+    268435457,
+    [
+        (None, 0, "apply-a", False, ""),
+        (None, 0, "apply-a", False, ""),
+        (True, 1, "update-c", False, ""),
+        (None, 0, "apply-a", False, "status"),
+    ],
 )
 def test_server_side_apply_gives_the_same_objects(
     seed_index: int, seed: int, writes: list[tuple[Any, int, str, bool, str]]
