@@ -89,6 +89,7 @@ KINDS: dict[tuple[str, str, str], str] = {
     ("networking.k8s.io", "v1", "NetworkPolicy"): "V1NetworkPolicy",
     ("scheduling.k8s.io", "v1", "PriorityClass"): "V1PriorityClass",
     ("node.k8s.io", "v1", "RuntimeClass"): "V1RuntimeClass",
+    ("autoscaling", "v1", "HorizontalPodAutoscaler"): "V1HorizontalPodAutoscaler",
     ("autoscaling", "v2", "HorizontalPodAutoscaler"): "V2HorizontalPodAutoscaler",
     ("certificates.k8s.io", "v1", "CertificateSigningRequest"): "V1CertificateSigningRequest",
     ("storage.k8s.io", "v1", "CSIStorageCapacity"): "V1CSIStorageCapacity",

@@ -8,17 +8,21 @@ unless forced, with the client-side-apply migration of kubectl (`last-applied-co
 and the `before-first-apply` manager. Fields reset by a subresource (status on the main
 resource, spec on status) and server-set metadata are never owned. The sets of created objects
 are remembered by content (objects made from one template, the pods of a ReplicaSet, differ
-only in metadata nobody owns). Pure functions of dicts; no I/O."""
+only in metadata nobody owns). A kind served in several versions compares a write again in
+each version another manager's entry is in (`versions`), as structured-merge-diff's Updater
+does: that manager loses, or conflicts over, what changed as its version shows it. Pure
+functions of dicts; no I/O."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
 
-from kybern.api import definitions, errors, objects
+from kybern.api import conversion, definitions, errors, objects
 from kybern.api import managedfields as mf
 from kybern.api.apply_typed import Comparison, compare, merge, prune
 from kybern.api.managedfields import (
@@ -64,14 +68,25 @@ class _Conflicts(Exception):
         self.conflicts = conflicts
 
 
-def _take(managed: Managed, cmp: Comparison, skip: Manager, force: bool) -> None:
+Versioned = Callable[[str], Comparison]  # the change as the version of a manager's entry sees it
+
+
+def _take(
+    managed: Managed,
+    cmp: Comparison,
+    skip: Manager,
+    force: bool,
+    versioned: Versioned | None = None,
+) -> None:
     """Other managers lose what this change added or modified (conflicts unless `force`)
-    and what it removed (Updater.update)."""
+    and what it removed (Updater.update), each as the version of its entry sees the change
+    (`versioned`; None: all in this one)."""
     if not force:
         conflicts: mf.Conflicts = {}
         for m, owned in managed.items():
             if m != skip:
-                c = owned.fields.intersection(cmp.changed)
+                changed = (cmp if versioned is None else versioned(owned.api_version)).changed
+                c = owned.fields.intersection(changed)
                 if not c.empty():
                     conflicts[m] = c
         if conflicts:
@@ -79,7 +94,8 @@ def _take(managed: Managed, cmp: Comparison, skip: Manager, force: bool) -> None
     for m, owned in list(managed.items()):
         if m == skip:
             continue
-        rest = owned.fields.difference(cmp.changed).difference(cmp.removed)
+        seen = cmp if versioned is None else versioned(owned.api_version)
+        rest = owned.fields.difference(seen.changed).difference(seen.removed)
         if rest.empty():
             del managed[m]
         elif rest is not owned.fields:
@@ -174,19 +190,54 @@ class FieldManager:
         # the fields of created objects by their content (`_created`)
         self._created_sets: dict[bytes, tuple[Obj, FieldSet]] = {}
         self._created_misses = self._created_skip = self._created_size = 0
+        # the other versions of the kind: their field managers, by apiVersion
+        self.versions: dict[str, FieldManager] = {}
 
     @classmethod
-    def for_kind(cls, group: str, version: str, kind: str, status: bool) -> FieldManager:
-        """A built-in kind (deduced types when the definitions do not know it)."""
+    def for_kind(
+        cls, group: str, version: str, kind: str, status: bool, *, others: bool = True
+    ) -> FieldManager:
+        """A built-in kind (deduced types when the definitions do not know it), with the
+        managers of the other versions it converts to (`others`)."""
         api_version = f"{group}/{version}" if group else version
         try:
             defs = definitions.load()
         except definitions.DefinitionsUnavailable:
-            return cls(mf.DEDUCED, api_version, kind, None, status)
-        name = defs.name_of(group, version, kind)
-        atom = definitions.kind_type(defs, group, version, kind)
-        zero = definitions.zero_object(defs, name) if name else None
-        return cls(atom or mf.DEDUCED, api_version, kind, zero, status)
+            fm = cls(mf.DEDUCED, api_version, kind, None, status)
+        else:
+            name = defs.name_of(group, version, kind)
+            atom = definitions.kind_type(defs, group, version, kind)
+            zero = definitions.zero_object(defs, name) if name else None
+            fm = cls(atom or mf.DEDUCED, api_version, kind, zero, status)
+        for v in conversion.versions_of(group, kind) if others else ():
+            if v != version:
+                other = cls.for_kind(group, v, kind, status, others=False)
+                fm.versions[other.api_version] = other
+        return fm
+
+    def _versioned(self, old: Obj | None, new: Obj, subresource: str) -> Versioned | None:
+        """The change `old` -> `new` (this version's objects) as each version sees it, worked
+        out once per version asked for; None for a kind served in one version."""
+        if not self.versions:
+            return None
+        own = self._changes(old, new, subresource)
+        seen: dict[str, Comparison] = {self.api_version: own}
+
+        def versioned(api_version: str) -> Comparison:
+            c = seen.get(api_version)
+            if c is None:
+                other = self.versions.get(api_version)
+                c = own
+                if other is not None:
+                    to = functools.partial(conversion.convert, api_version=api_version)
+                    try:
+                        c = other._changes(None if old is None else to(old), to(new), subresource)
+                    except (errors.StatusError, SchemaMismatch):
+                        c = own  # not comparable there: as this version sees it
+                seen[api_version] = c
+            return c
+
+        return versioned
 
     @classmethod
     def for_custom(
@@ -268,7 +319,11 @@ class FieldManager:
         """What `old` (None: an empty object) -> `new`, both without managedFields, changed
         becomes `key`'s (managedFieldsUpdater over stripMetaManager over Updater.Update):
         every manager loses what changed or went, then `key` gets what changed."""
-        cmp = self._changes(old, new, key.subresource)
+        versioned = self._versioned(old, new, key.subresource)
+        if versioned is None:
+            cmp = self._changes(old, new, key.subresource)
+        else:
+            cmp = versioned(self.api_version)
         own = cmp.changed.difference(cmp.removed).difference(STRIP)
         before = managed.get(key)
         if (  # `key` changed only what it owns (a lease renewed by its holder): its set stays
@@ -278,10 +333,10 @@ class FieldManager:
             and cmp.removed.empty()
             and before.fields.union(own) is before.fields
         ):
-            _take(managed, cmp, key, True)
+            _take(managed, cmp, key, True, versioned)
             managed[key] = Owned(before.fields, self.api_version, False, when)
         else:
-            _take(managed, cmp, _CURRENT, True)
+            _take(managed, cmp, _CURRENT, True, versioned)
             if not own.empty():
                 prev = managed.get(key)
                 fields = own.union(prev.fields) if prev is not None else own
@@ -422,8 +477,13 @@ class FieldManager:
         applied = to_field_set(config, self.atom).recursive_difference(reset)
         managed[key] = Owned(applied, self.api_version, True, when)
         merged = prune(merged, managed, last, self.atom)
-        changes = self._changes(base, _without_managed(merged), key.subresource)
-        _take(managed, changes, key, force)
+        after = _without_managed(merged)
+        versioned = self._versioned(base, after, key.subresource)
+        if versioned is None:
+            changes = self._changes(base, after, key.subresource)
+        else:
+            changes = versioned(self.api_version)
+        _take(managed, changes, key, force, versioned)
         if key in managed:
             fields = managed[key].fields.difference(STRIP)
             if fields.empty():

@@ -1,7 +1,11 @@
 """The resource registry: one `Resource` entry per served kind (built-in or CRD) saying how the
 API server treats it — group/version/kind, plural/singular/short names, scope, verbs,
 subresources, name rule, extra field selectors and the storage key layout. Adding a built-in
-kind is one entry in `BUILTIN`; CRDs add entries at run time."""
+kind is one entry in `BUILTIN`; CRDs add entries at run time. A built-in kind served in more
+than one version has its `BUILTIN` entry in the version it is stored in (the group's preferred
+one) and an entry in `OTHER_VERSIONS` per further version, sharing the storage key layout and
+naming the stored one in `storage_version` (their objects are converted by
+`kybern.api.conversion` on every read and write)."""
 
 from __future__ import annotations
 
@@ -40,6 +44,14 @@ class Resource:
     virtual: bool = False  # answered by the server, never stored (reviews)
     list_kind_name: str = ""
     storage_group: str = field(default="")  # set when storage differs from group
+    # the version a built-in kind is stored in when this entry serves another one
+    storage_version: str = ""
+    # objects are converted between versions on the way in and out: a custom resource (its CRD
+    # says how) or a built-in kind served in a version it is not stored in
+    converted: bool = field(init=False, default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "converted", self.crd or bool(self.storage_version))
 
     @property
     def api_version(self) -> str:
@@ -48,6 +60,12 @@ class Resource:
     @property
     def group_version(self) -> str:
         return self.api_version
+
+    @property
+    def storage_api_version(self) -> str:
+        """The apiVersion of the stored objects of a built-in kind."""
+        version = self.storage_version or self.version
+        return f"{self.group}/{version}" if self.group else version
 
     @property
     def list_kind(self) -> str:
@@ -413,10 +431,26 @@ BUILTIN: tuple[Resource, ...] = (
     ),
 )
 
+# The further versions some built-in kinds are served in, as kube-apiserver 1.32 serves them:
+# each is stored as its kind's `BUILTIN` entry says (`storage_version`), and a registry holding
+# that entry serves it too, listed after it (the storage version is the group's preferred one).
+OTHER_VERSIONS: tuple[Resource, ...] = (
+    _r(
+        "autoscaling/v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        short_names=("hpa",),
+        categories=_WORKLOAD,
+        subresources=_S,
+        storage_version="v2",
+    ),
+)
+
 
 class Registry:
-    """The served resources, indexed for routing (by group/version/plural) and lookups by kind.
-    Mutable at run time: CRDs are added and removed while the server runs."""
+    """The served resources, indexed for routing (by group/version/plural) and lookups by kind;
+    a built-in kind's `OTHER_VERSIONS` come with it. Mutable at run time: CRDs are added and
+    removed while the server runs."""
 
     def __init__(self, resources: Iterable[Resource] = BUILTIN) -> None:
         self._by_path: dict[tuple[str, str, str], Resource] = {}
@@ -424,6 +458,10 @@ class Registry:
         self.generation = 0  # bumped on every change, so discovery caches can be rebuilt
         for r in resources:
             self.add(r)
+        for r in OTHER_VERSIONS:
+            stored = self.by_kind(r.group, r.storage_version, r.kind)
+            if stored is not None and not stored.crd:
+                self.add(r)
 
     def add(self, r: Resource) -> None:
         self._by_path[(r.group, r.version, r.plural)] = r

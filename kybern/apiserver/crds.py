@@ -4,7 +4,11 @@ resourceVersion) with its CEL rules; request bodies pruned and defaulted (`norma
 errors block it); versions converted — on write to the storage version, on read to the
 requested one (conversion `None` rewrites apiVersion, `Webhook` sends a `ConversionReview` v1
 over HTTPS trusting the `caBundle`, to a URL or to a service resolved through its Endpoints) —
-and defaults applied on read; the scale subresource's paths; deprecation warnings."""
+and defaults applied on read; the scale subresource's paths; deprecation warnings. The read
+side (`view`, `view_many`, `watch_view`) also serves the built-in kinds served in a version
+they are not stored in (`Resource.storage_version`), converted by `kybern.api.conversion`
+once per object revision; their writes are converted early (`stored_form`, `served`), since
+the store validates and compares them in their storage version as kube does its internal one."""
 
 from __future__ import annotations
 
@@ -21,7 +25,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from kybern.api import cel, crdschema, crdschema_apply, errors, registry, schema
+from kybern.api import (
+    cel,
+    conversion,
+    crdschema,
+    crdschema_apply,
+    defaults,
+    errors,
+    registry,
+    schema,
+)
 from kybern.apiserver import cache as cachemod
 
 Obj = dict[str, Any]
@@ -194,6 +207,8 @@ class CRDs:
     async def view_many(
         self, res: registry.Resource, items: list[cachemod.CachedObject]
     ) -> list[cachemod.CachedObject]:
+        if not res.crd:
+            return [self.served_cached(res, o) for o in items] if res.storage_version else items
         c = self.compiled(res)
         if c is None or not items:
             return items
@@ -236,9 +251,46 @@ class CRDs:
         self, res: registry.Resource
     ) -> Callable[[cachemod.CachedObject], Awaitable[cachemod.CachedObject]] | None:
         """A converter for a watch of `res`, or None when none is needed."""
-        if not res.crd:
+        if not res.converted:
             return None
         return lambda o: self.view(res, o)
+
+    # ---- built-in kinds served in several versions --------------------------------------
+
+    def served_cached(
+        self, res: registry.Resource, o: cachemod.CachedObject
+    ) -> cachemod.CachedObject:
+        """A stored built-in object as `res.version` serves it, converted once per revision."""
+        want = res.api_version
+        k = (o.key, o.revision, want, "")
+        hit = self._views.get(k)
+        if hit is not None:
+            self._views.move_to_end(k)
+            return hit
+        if o.obj.get("apiVersion") == want:
+            return o
+        hit = self._views[k] = cachemod.CachedObject(
+            o.key, conversion.convert(o.obj, want), o.revision
+        )
+        while len(self._views) > _VIEW_CACHE:
+            self._views.popitem(last=False)
+        return hit
+
+    @staticmethod
+    def served(res: registry.Resource, obj: Obj) -> Obj:
+        """A built-in object in its storage version as `res.version` serves it (`obj` itself for
+        kinds stored as they are served); a new dict, with a metadata of its own."""
+        return conversion.convert(obj, res.api_version) if res.storage_version else obj
+
+    @staticmethod
+    def stored_form(res: registry.Resource, obj: Obj) -> Obj:
+        """A request's object of a built-in kind served in another version than it is stored in,
+        defaulted as that version decodes it, then converted and defaulted as stored (what kube
+        makes of a request body: its version's defaults, then the internal type)."""
+        defaults.apply_defaults(res.kind, obj)
+        out = conversion.convert(obj, res.storage_api_version)
+        defaults.apply_defaults(res.kind, out)
+        return out
 
     async def convert(self, c: Compiled, objs: list[Obj], desired: str) -> list[Obj]:
         """Convert objects to apiVersion `desired` with the CRD's strategy."""

@@ -238,9 +238,9 @@ class ApiHandler:
     ) -> web.Response:
         """The answer to a write: the watch cache's copy of the object when it holds exactly
         this revision (its encoding is shared with every watcher of the event), else `out`
-        encoded. Dry runs, warnings and custom resources (stored in another version) take the
-        plain path."""
-        if not dry and not warnings and not res.crd:
+        encoded. Dry runs, warnings and the kinds stored in another version (custom resources,
+        built-in kinds served in several versions) take the plain path."""
+        if not dry and not warnings and not res.converted:
             meta = out.get("metadata") or {}
             rv = meta.get("resourceVersion")
             cached = self.store.peek(res, namespace, str(meta.get("name", "")))
@@ -265,7 +265,7 @@ class ApiHandler:
             resource_version_match=q.get("resourceVersionMatch", ""),
         )
         result = await self.store.list(res, namespace, opts)
-        if res.crd:  # as the requested version serves the objects
+        if res.converted:  # as the requested version serves the objects
             result.items = await self.store.crds.view_many(res, result.items)
         if as_table:
             return tables.list_response(request, self.store, res, result, as_table)

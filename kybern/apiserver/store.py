@@ -2,7 +2,10 @@
 It applies the object lifecycle Kubernetes defines — metadata filling, defaulting, validation,
 the spec/status split, generation, optimistic concurrency, finalizers and graceful deletion —
 then writes through the storage backend; reads come from the watch cache (`StoreReads`, in
-`kybern.apiserver.store_reads`, whose list types this module re-exports)."""
+`kybern.apiserver.store_reads`, whose list types this module re-exports). A built-in kind served
+in a version it is not stored in is converted to its storage version on the way in (validated,
+compared and stored there, as kube does with its internal version; its managedFields tracked and
+its webhooks called in the request's version) and back on the way out."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any
 import orjson
 
 from kybern import storage
-from kybern.api import apply, defaults, errors, objects, registry, validation
+from kybern.api import apply, conversion, defaults, errors, objects, registry, validation
 from kybern.apiserver import admission as admissionmod
 from kybern.apiserver import admission_match, strategy
 from kybern.apiserver import cache as cachemod
@@ -94,9 +97,21 @@ class Store(StoreReads):
         self, res: registry.Resource, old: Obj | None, new: Obj, manager: str, subresource: str
     ) -> None:
         """Update `new`'s managedFields for this write; never fails the write (kube's
-        UpdateNoErrors keeps the previous managedFields)."""
+        UpdateNoErrors keeps the previous managedFields). A built-in kind served in another
+        version than it is stored in is compared as the request's version shows it, so that the
+        entry carries that apiVersion and its fields, as kube's field manager makes it."""
         try:
-            self.field_manager(res).update(old, new, manager, subresource)
+            if res.storage_version:
+                seen = self.crds.served(res, new)
+                old_seen = None if old is None else self.crds.served(res, old)
+                self.field_manager(res).update(old_seen, seen, manager, subresource)
+                entries = seen["metadata"].get("managedFields")
+                if entries is None:
+                    new["metadata"].pop("managedFields", None)
+                else:
+                    new["metadata"]["managedFields"] = entries
+            else:
+                self.field_manager(res).update(old, new, manager, subresource)
         except Exception:
             log.exception("managedFields of %s %s not updated", res.kind, new.get("metadata"))
             if old is not None and "managedFields" in old["metadata"]:
@@ -156,6 +171,9 @@ class Store(StoreReads):
             meta.pop("generation", None)
         if not res.crd:
             defaults.apply_defaults(res.kind, obj)
+            if res.storage_version:  # in its storage version from here on
+                obj = self.crds.stored_form(res, obj)
+                meta = obj["metadata"]
         if field_manager is not None:
             self.track_fields(res, None, obj, field_manager, "")
         adm = self.admitting()
@@ -163,7 +181,7 @@ class Store(StoreReads):
             adm_attrs = admissionmod.attrs(
                 res, "CREATE", namespace, str(meta.get("name", "")), dry_run=dry_run
             )
-            obj = await adm.mutate(adm_attrs, obj, None) or obj
+            obj = await self._mutate(adm, adm_attrs, res, obj, None, "")
             meta = obj["metadata"]
         self.hooks.prepare_create(res, obj)
         errs = validation.validate_object_meta(
@@ -176,10 +194,12 @@ class Store(StoreReads):
         errs += self.hooks.validate(res, obj, None)
         errs += admission_match.configuration_errors(res.group, res.kind, obj, None)
         if errs:
+            if res.storage_version:  # the fields as the request's version names them
+                errs = conversion.field_errors(obj, res.api_version, errs)
             raise errors.invalid(res.kind, res.group, str(meta.get("name", "")), errs)
         self._check_namespace(res, namespace, str(meta.get("name", "")))
         if adm is not None:  # validating webhooks
-            await adm.validate(adm_attrs, obj, None)
+            await adm.validate(adm_attrs, self.crds.served(res, obj), None)
         name = meta["name"]
         key = res.key(namespace, name)
         try:
@@ -187,7 +207,7 @@ class Store(StoreReads):
             if dry_run:
                 if key in self.cacher.get(res.key_prefix).objects:
                     raise errors.already_exists(res.plural, res.group, name)
-                return obj
+                return self.crds.served(res, obj)
             enc: cachemod.Encoded | None = None
             try:
                 stored = await self.crds.to_storage(res, obj) if res.crd else obj
@@ -213,7 +233,7 @@ class Store(StoreReads):
         finally:
             self.hooks.after_write(res, obj)
         meta["resourceVersion"] = str(kv.mod_revision)
-        return obj
+        return self.crds.served(res, obj)
 
     def _encode(
         self, res: registry.Resource, key: str, stored: Obj
@@ -264,7 +284,8 @@ class Store(StoreReads):
         if rv and rv != current.obj["metadata"]["resourceVersion"]:
             raise errors.stale_conflict(res.plural, res.group, name)
         try:
-            return await self._write_update(res, current, obj, subresource, dry_run, field_manager)
+            out = await self._write_update(res, current, obj, subresource, dry_run, field_manager)
+            return self.crds.served(res, out)
         except _Retry:  # changed in the store after the cache was read: a conflict, not a 500
             raise errors.stale_conflict(res.plural, res.group, name) from None
 
@@ -294,19 +315,22 @@ class Store(StoreReads):
             current = self.peek(res, namespace, name)
             if current is None:
                 raise errors.not_found(res.plural, res.group, name)
-            if res.crd:  # as the requested version serves it
-                current = await self.crds.view(res, current)
+            # what `mutate` sees: the object as the requested version serves it
+            seen = await self.crds.view(res, current) if res.converted else current
+            if res.crd:  # written in that version too (built-in kinds: in their storage one)
+                current = seen
             # a cached built-in object's resourceVersion is its revision
             cur_rv = str(current.revision) if direct else current.obj["metadata"]["resourceVersion"]
             # a private copy: decoding the cached JSON is much cheaper than copy.deepcopy
-            desired = mutate(orjson.loads(current.json))
+            desired = mutate(orjson.loads(seen.json))
             drv = objects.meta(desired).get("resourceVersion")
             if drv and drv != cur_rv:
                 raise errors.stale_conflict(res.plural, res.group, name)
             try:
-                return await self._write_update(
+                out = await self._write_update(
                     res, current, desired, subresource, dry_run, field_manager, managed_as, direct
                 )
+                return self.crds.served(res, out)
             except _Retry:
                 continue
         raise errors.stale_conflict(res.plural, res.group, name)
@@ -327,6 +351,8 @@ class Store(StoreReads):
             nmeta = new["metadata"]
         else:
             old = current.obj
+            if res.storage_version:  # compared, validated and stored in its storage version
+                obj = self.crds.stored_form(res, obj)
             new = strategy.prepare_update(res, obj, old, subresource)
             if not res.crd and subresource not in ("status", "binding"):  # a binding is not decoded
                 defaults.apply_defaults(res.kind, new)
@@ -343,7 +369,7 @@ class Store(StoreReads):
                     subresource=managed_as or subresource,
                     dry_run=dry_run,
                 )
-                new = await adm.mutate(adm_attrs, new, old, subresource) or new
+                new = await self._mutate(adm, adm_attrs, res, new, old, subresource)
             self.hooks.prepare_update(res, new, old)
             nmeta = new["metadata"]
             # a status update of a kind whose status strategy checks the metadata update and the
@@ -369,9 +395,12 @@ class Store(StoreReads):
             errs += self.hooks.validate(res, new, old)
             errs += admission_match.configuration_errors(res.group, res.kind, new, old)
             if errs:
+                if res.storage_version:  # the fields as the request's version names them
+                    errs = conversion.field_errors(new, res.api_version, errs)
                 raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
             if adm is not None:  # validating webhooks
-                await adm.validate(adm_attrs, new, old)
+                served = self.crds.served
+                await adm.validate(adm_attrs, served(res, new), served(res, old))
             if (res.has_spec or res.crd) and objects.spec_part(new) != objects.spec_part(old):
                 nmeta["generation"] = int(old["metadata"].get("generation") or 0) + 1
             # an object being deleted goes away once its last finalizer is removed
@@ -409,6 +438,24 @@ class Store(StoreReads):
         nmeta["resourceVersion"] = str(kv.mod_revision)
         return new
 
+    async def _mutate(
+        self,
+        adm: admissionmod.Admission,
+        attrs: admissionmod.Attrs,
+        res: registry.Resource,
+        obj: Obj,
+        old: Obj | None,
+        subresource: str,
+    ) -> Obj:
+        """`obj` after the mutating webhooks, which see it (and `old`) as the request's version
+        serves it."""
+        if not res.storage_version:
+            return await adm.mutate(attrs, obj, old, subresource) or obj
+        seen = self.crds.served(res, obj)
+        old_seen = None if old is None else self.crds.served(res, old)
+        out = await adm.mutate(attrs, seen, old_seen, subresource)
+        return obj if out is None or out is seen else self.crds.stored_form(res, out)
+
     async def _delete_now(
         self, res: registry.Resource, current: cachemod.CachedObject, last: Obj, dry_run: bool
     ) -> Obj:
@@ -431,6 +478,7 @@ class Store(StoreReads):
     ) -> tuple[Obj, bool]:
         """Returns (object, deleted_now). Objects with finalizers, namespaces and pods bound to
         a node are only marked (deletionTimestamp) and stay until released."""
+        served = self.crds.served  # the object as the requested version serves it
         for _ in range(MAX_CONFLICT_RETRIES):
             await self.consistent()
             current = self.peek(res, namespace, name)
@@ -456,7 +504,7 @@ class Store(StoreReads):
                 )
             adm = self.admitting()
             if adm is not None:  # webhooks see DELETE with the object as oldObject
-                await adm.admit_delete(res, namespace, name, current.obj, opts)
+                await adm.admit_delete(res, namespace, name, served(res, current.obj), opts)
             grace = self.hooks.grace_period(res, current.obj, opts.grace_period)
             own = list(cmeta.get("finalizers") or [])
             policy = opts.propagation or _default_policy(res, own)
@@ -470,7 +518,8 @@ class Store(StoreReads):
                 finalizers += (current.obj.get("spec") or {}).get("finalizers") or []
             if not finalizers and grace == 0:
                 try:
-                    return await self._delete_now(res, current, current.obj, opts.dry_run), True
+                    out = await self._delete_now(res, current, current.obj, opts.dry_run)
+                    return served(res, out), True
                 except _Retry:
                     continue
             new = orjson.loads(current.json)
@@ -482,12 +531,12 @@ class Store(StoreReads):
             elif grace < int(nmeta.get("deletionGracePeriodSeconds") or 0):
                 nmeta["deletionGracePeriodSeconds"] = grace  # shortening is allowed
             elif own == list(cmeta.get("finalizers") or []):
-                return current.obj, False
+                return served(res, current.obj), False
             if own:
                 nmeta["finalizers"] = own
             self.hooks.mark_deleting(res, new)
             if opts.dry_run:
-                return new, False
+                return served(res, new), False
             enc: cachemod.Encoded | None = None
             try:
                 nmeta.pop("resourceVersion", None)
@@ -499,7 +548,7 @@ class Store(StoreReads):
                 if enc is not None:
                     self.cacher.unexpect(current.key, enc)
             nmeta["resourceVersion"] = str(kv.mod_revision)
-            return new, False
+            return served(res, new), False
         raise errors.stale_conflict(res.plural, res.group, name)
 
 

@@ -78,7 +78,7 @@ class StoreReads:
         obj = self.cacher.get(res.key_prefix).objects.get(res.key(namespace, name))
         if obj is None:
             raise errors.not_found(res.plural, res.group, name)
-        return await self.crds.view(res, obj) if res.crd else obj
+        return await self.crds.view(res, obj) if res.converted else obj
 
     def peek(
         self, res: registry.Resource, namespace: str, name: str

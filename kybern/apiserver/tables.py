@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kybern.api import errors, registry
+from kybern.api import conversion, errors, registry
 from kybern.apiserver import cache as cachemod
 from kybern.apiserver import (  # noqa: F401
     codec,
@@ -349,10 +349,37 @@ DEFAULT_PRINTER = printers.Printer(
 
 
 def printer_for(res: registry.Resource, crd: Obj | None = None) -> printers.Printer:
-    """The printer of a resource: a CRD's columns, a built-in printer, or the default."""
+    """The printer of a resource: a CRD's columns, a built-in printer, or the default. A
+    built-in kind served in several versions is printed from its storage version, as kube
+    prints the internal one: the same columns whichever version is asked for."""
     if res.crd:
         return crd_printer(crd or {}, res.version)
-    return printers.PRINTERS.get((res.group, res.kind), DEFAULT_PRINTER)
+    p = printers.PRINTERS.get((res.group, res.kind), DEFAULT_PRINTER)
+    if res.storage_version and p is not DEFAULT_PRINTER:
+        key = (res.group, res.kind, res.storage_api_version)
+        stored = _stored_printers.get(key)
+        if stored is None:
+            stored = _stored_printers[key] = _stored_printer(p, res.storage_api_version)
+        return stored
+    return p
+
+
+_stored_printers: dict[tuple[str, str, str], printers.Printer] = {}
+
+
+def _stored_printer(p: printers.Printer, api_version: str) -> printers.Printer:
+    """`p` printing objects converted to `api_version` first."""
+    row = p.row
+
+    def converted(obj: Obj, now: float) -> list[Any]:
+        return row(conversion.convert(obj, api_version), now)
+
+    cond = p.conditions
+    return printers.Printer(
+        p.columns,
+        converted,
+        None if cond is None else lambda obj: cond(conversion.convert(obj, api_version)),
+    )
 
 
 # ---- building tables --------------------------------------------------------------------------

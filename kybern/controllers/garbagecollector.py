@@ -48,6 +48,7 @@ def eligible(r: registry.Resource) -> bool:
         (r.group, r.plural) not in IGNORED
         and all(v in r.verbs for v in ("list", "watch", "delete"))
         and "/" not in r.plural
+        and not r.storage_version  # a further version of a built-in kind: watched in its own
     )
 
 

@@ -631,8 +631,8 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
             ],
             "body": [
                 "sha256",
-                "dbe59d0b015c4fc11dc2358c882ae134853a9f9d1c87a1eef00accfca0e45fe8",
-                3280,
+                "a2f04f8a0b71c95860d04941cf46ad89ac9d0763b5d69b5360a7fe714b0a279a",
+                3329,
             ],
         },
     ),
@@ -709,8 +709,8 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
             ],
             "body": [
                 "sha256",
-                "e1f63c56b19ac12fb4bbe43a065876aa0749c880e1961e2f7f447d9b006d4948",
-                16038,
+                "709299c8bc913a200e84a96df2d62bdc96e5c023455d2d14ab75b23a9057b20a",
+                16573,
             ],
         },
     ),
