@@ -159,6 +159,22 @@ class Store(StoreReads):
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        if not res.crd:
+            defaults.apply_defaults(res.kind, obj)
+            if res.storage_version:  # in its storage version from here on
+                obj = self.crds.stored_form(res, obj)
+                meta = obj["metadata"]
+        if field_manager is not None:
+            self.track_fields(res, None, obj, field_manager, "")
+        adm = self.admitting()
+        if adm is not None:  # mutating webhooks: before the registry fills in the metadata
+            meta.setdefault("creationTimestamp", None)  # (what Go's zero Time encodes to)
+            adm_attrs = admissionmod.attrs(
+                res, "CREATE", namespace, str(meta.get("name") or ""), dry_run=dry_run
+            )
+            obj = await self._mutate(adm, adm_attrs, res, obj, None, "")
+            meta = obj["metadata"]
+        # kube's BeforeCreate: the generated name and the system fields
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = objects.generate_name(str(meta["generateName"]))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -169,20 +185,6 @@ class Store(StoreReads):
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        if not res.crd:
-            defaults.apply_defaults(res.kind, obj)
-            if res.storage_version:  # in its storage version from here on
-                obj = self.crds.stored_form(res, obj)
-                meta = obj["metadata"]
-        if field_manager is not None:
-            self.track_fields(res, None, obj, field_manager, "")
-        adm = self.admitting()
-        if adm is not None:  # mutating webhooks
-            adm_attrs = admissionmod.attrs(
-                res, "CREATE", namespace, str(meta.get("name", "")), dry_run=dry_run
-            )
-            obj = await self._mutate(adm, adm_attrs, res, obj, None, "")
-            meta = obj["metadata"]
         self.hooks.prepare_create(res, obj)
         errs = validation.validate_object_meta(
             meta, namespaced=res.namespaced, name_rule=res.name_rule
@@ -373,10 +375,10 @@ class Store(StoreReads):
             self.hooks.prepare_update(res, new, old)
             nmeta = new["metadata"]
             # a status update of a kind whose status strategy checks the metadata update and the
-            # status alone (the spec is the stored one); not when a webhook could have changed it
+            # status alone (the spec is the stored one: webhooks' patches are prepared again)
             errs_or_none = (
                 validation.validate_status_update(res.kind, new, old)
-                if subresource == "status" and not res.crd and adm is None
+                if subresource == "status" and not res.crd
                 else None
             )
             if errs_or_none is not None:

@@ -293,6 +293,56 @@ def test_mutating_webhook_labels_the_object(server: Server, ns: str, hooks: Hook
     assert req["userInfo"]["username"] and "system:masters" in req["userInfo"]["groups"]
 
 
+def test_create_reviews_see_the_object_before_the_registry_fills_it(
+    server: Server, ns: str, hooks: Hooks
+) -> None:
+    """As kube-apiserver: mutating webhooks run before BeforeCreate, so a generateName object
+    has no name yet (nor does the request), no uid, no generation and a null creationTimestamp;
+    validating webhooks run after it and see them all (the request still names none)."""
+    mutate = webhook("gen.kybern.io", ns, by_url(hooks, "mutate"), resources=("deployments",))
+    mutate["rules"][0]["apiGroups"] = ["apps"]
+    observe = webhook("see.kybern.io", ns, by_url(hooks, "observe"), resources=("deployments",))
+    observe["rules"][0]["apiGroups"] = ["apps"]
+    labels = {"app": "gen"}
+    body = {
+        "metadata": {"generateName": "gen-"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    with (
+        configured(server, "Mutating", mutate),
+        configured(server, "Validating", observe),
+    ):
+        made = k8s.AppsV1Api(server.client()).create_namespaced_deployment(ns, body)
+    name = made.metadata.name
+    assert name.startswith("gen-") and made.metadata.uid and made.metadata.generation == 1
+    assert made.metadata.labels == {LABEL: "yes"}
+
+    def mine(path: str) -> Obj:
+        (review,) = [
+            r["request"]
+            for r in hooks.seen(path)
+            if r["request"]["namespace"] == ns and r["request"]["kind"]["kind"] == "Deployment"
+        ]
+        return review
+
+    seen = mine("mutate")
+    assert "name" not in seen and seen["operation"] == "CREATE"  # (name is omitempty)
+    meta = seen["object"]["metadata"]
+    assert meta["generateName"] == "gen-" and meta["creationTimestamp"] is None
+    assert not {"name", "uid", "generation", "resourceVersion"} & meta.keys()
+    checked = mine("observe")
+    assert "name" not in checked
+    meta = checked["object"]["metadata"]
+    assert (meta["name"], meta["uid"], meta["generation"]) == (name, made.metadata.uid, 1)
+    assert meta["creationTimestamp"] and meta["labels"] == {LABEL: "yes"}
+
+
 def test_validating_webhook_denies(server: Server, ns: str, hooks: Hooks) -> None:
     hook = webhook("deny.kybern.io", ns, by_url(hooks, "deny"))
     plain = webhook("plain.kybern.io", ns, by_url(hooks, "deny-plain"), operations=("UPDATE",))
