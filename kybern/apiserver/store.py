@@ -159,6 +159,9 @@ class Store(StoreReads):
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        adm = self.admitting()
+        if adm is None:  # (filled in first: the keys' order of the answers stays as it was)
+            _fill_system_meta(res, meta)
         if not res.crd:
             defaults.apply_defaults(res.kind, obj)
             if res.storage_version:  # in its storage version from here on
@@ -166,7 +169,6 @@ class Store(StoreReads):
                 meta = obj["metadata"]
         if field_manager is not None:
             self.track_fields(res, None, obj, field_manager, "")
-        adm = self.admitting()
         if adm is not None:  # mutating webhooks: before the registry fills in the metadata
             meta.setdefault("creationTimestamp", None)  # (what Go's zero Time encodes to)
             adm_attrs = admissionmod.attrs(
@@ -174,17 +176,7 @@ class Store(StoreReads):
             )
             obj = await self._mutate(adm, adm_attrs, res, obj, None, "")
             meta = obj["metadata"]
-        # kube's BeforeCreate: the generated name and the system fields
-        if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = objects.generate_name(str(meta["generateName"]))
-        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
-            meta.pop(f, None)
-        meta["uid"] = objects.new_uid()
-        meta["creationTimestamp"] = objects.now_rfc3339()
-        if res.has_spec or res.crd:
-            meta["generation"] = 1
-        else:
-            meta.pop("generation", None)
+            _fill_system_meta(res, meta)
         self.hooks.prepare_create(res, obj)
         errs = validation.validate_object_meta(
             meta, namespaced=res.namespaced, name_rule=res.name_rule
@@ -580,3 +572,17 @@ def _unchanged(current: cachemod.CachedObject, value: bytes, enc: cachemod.Encod
 
 class _Retry(Exception):
     """The object changed between read and write; the caller re-reads."""
+
+
+def _fill_system_meta(res: registry.Resource, meta: Obj) -> None:
+    """kube's BeforeCreate: the generated name and the fields the registry owns."""
+    if not meta.get("name") and meta.get("generateName"):
+        meta["name"] = objects.generate_name(str(meta["generateName"]))
+    for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        meta.pop(f, None)
+    meta["uid"] = objects.new_uid()
+    meta["creationTimestamp"] = objects.now_rfc3339()
+    if res.has_spec or res.crd:
+        meta["generation"] = 1
+    else:
+        meta.pop("generation", None)
