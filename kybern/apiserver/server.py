@@ -1,6 +1,7 @@
 """The API server process: TLS and authentication in front of the REST handlers, health and
-version endpoints, bootstrap objects (the four system namespaces and the `kubernetes`
-service), the in-server loops, and an orderly start and stop."""
+version endpoints, Prometheus metrics at `/metrics` (counted around the REST handlers), bootstrap
+objects (the four system namespaces and the `kubernetes` service), the in-server loops, and an
+orderly start and stop."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from aiohttp import HttpVersion11, StreamReader, hdrs, web
@@ -31,6 +33,7 @@ from kybern.apiserver import (
     codec,
     controllers,
     handlers,
+    metrics,
     reviews,
     strategy,
     tokens,
@@ -41,6 +44,7 @@ from kybern.apiserver import store as storemod
 log = logging.getLogger("kybern.apiserver")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
+METRICS_PATH = metrics.PATH
 READY_STORE_TIMEOUT = 2.0  # seconds the readiness check waits for the store
 
 
@@ -82,6 +86,10 @@ class APIServer:
         self.api.discovery.remote = self.aggregator
         self.admission = admission.Admission(self.store, self._resolve_service)
         self.store.admission = self.admission
+        self.metrics = metrics.ApiMetrics(
+            self.registry,
+            lambda: metrics.object_counts(self.registry, self._object_count),
+        )
         self.loops: list[controllers.Loop] = [
             controllers.CRDLoop(self.store),
             aggregator_loop.AvailabilityLoop(self.store, self.aggregator),
@@ -204,21 +212,27 @@ class APIServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Every request: what an aiohttp Application with the routes `GET /healthz`,
-        `/livez`, `/readyz`, `/version`, `/version/` and `* /{tail:.*}` (the API) and one
-        authenticating middleware did, without resolving routes, building match infos and
-        wrapping handlers per request. As the router did: `Expect` is answered first, the
+        `/livez`, `/readyz`, `/version`, `/version/`, `/metrics` and `* /{tail:.*}` (the API)
+        and one authenticating middleware did, without resolving routes, building match infos
+        and wrapping handlers per request. As the router did: `Expect` is answered first, the
         public routes match the path as it was sent (`%2F` not decoded) and GET only, and a
         path no route matched is aiohttp's own 404. As the middleware did: the public paths
         are exempt from authentication whatever the method, and errors become Status
-        objects."""
+        objects. The API's requests (and the health checks) are counted in `self.metrics`."""
         if request.headers.get(hdrs.EXPECT):
             await _expect(request)
+        track: metrics.Track | None = None
         try:
             path = request.path
             if path in _PUBLIC:
                 public = self._public.get(request.rel_url.path_safe)
                 if public is not None and request.method == "GET":
-                    return await public(request)
+                    if path not in metrics.HEALTH_PATHS:
+                        return await public(request)
+                    start = perf_counter()
+                    health = await public(request)
+                    self.metrics.health_check(path, health.status, start)
+                    return health
             else:
                 user = self.authenticate(request)
                 if user is None:
@@ -227,20 +241,26 @@ class APIServer:
             safe = request.rel_url.path_safe
             if safe[:1] != "/" or "\n" in safe:  # the API's route is `/{tail:.*}`
                 raise web.HTTPNotFound()
-            return await self.api.handle(request)
+            if path == METRICS_PATH:  # authenticated; any user may read it (no authorizer)
+                return await self.metrics.serve(request)
+            track = self.metrics.begin(request, path)
+            resp = await self.api.handle(request)
         except errors.StatusError as e:
-            return codec.status_response(e)
+            resp = codec.status_response(e)
         except storage.UnavailableError as e:  # no quorum, or a write whose outcome is unknown
-            return codec.status_response(errors.service_unavailable(f"storage: {e}"))
+            resp = codec.status_response(errors.service_unavailable(f"storage: {e}"))
         except web.HTTPRequestEntityTooLarge:
-            return codec.status_response(errors.too_large())
-        except web.HTTPException:
-            raise
-        except (ConnectionResetError, asyncio.CancelledError):
+            resp = codec.status_response(errors.too_large())
+        except (web.HTTPException, ConnectionResetError, asyncio.CancelledError):
+            if track is not None:
+                self.metrics.abandon(track)
             raise
         except Exception as e:
             log.exception("request %s %s failed", request.method, request.path)
-            return codec.status_response(errors.internal(str(e)))
+            resp = codec.status_response(errors.internal(str(e)))
+        if track is not None:
+            self.metrics.end(track, resp.status)
+        return resp
 
     def authenticate(self, request: web.Request) -> tuple[str, list[str]] | None:
         """(user, groups) from a verified client certificate or the static bearer token."""
@@ -294,6 +314,13 @@ class APIServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         return codec.json_response(version_info())
+
+    def _object_count(self, prefix: str) -> int | None:
+        """The objects of one key prefix in the watch cache (None: not cached)."""
+        try:
+            return len(self.cacher.get(prefix).objects)
+        except KeyError:
+            return None
 
 
 # a connection's certificate (the dict its TLS transport keeps from the handshake, held here so
