@@ -5,7 +5,8 @@ kind is one entry in `BUILTIN`; CRDs add entries at run time. A built-in kind se
 than one version has its `BUILTIN` entry in the version it is stored in (the group's preferred
 one) and an entry in `OTHER_VERSIONS` per further version, sharing the storage key layout and
 naming the stored one in `storage_version` (their objects are converted by
-`kybern.api.conversion` on every read and write)."""
+`kybern.api.conversion` on every read and write). `COMPUTED` holds the core kinds answered
+without storage (legacy `bindings`, `componentstatuses`)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Resource:
     field_selectors: tuple[str, ...] = ()  # beyond metadata.name / metadata.namespace
     has_spec: bool = True  # generation is bumped on changes outside metadata/status
     crd: bool = False
-    virtual: bool = False  # answered by the server, never stored (reviews)
+    virtual: bool = False  # answered by the server, never stored (reviews, `COMPUTED`)
     list_kind_name: str = ""
     storage_group: str = field(default="")  # set when storage differs from group
     # the version a built-in kind is stored in when this entry serves another one
@@ -443,6 +444,25 @@ OTHER_VERSIONS: tuple[Resource, ...] = (
         categories=_WORKLOAD,
         subresources=_S,
         storage_version="v2",
+    ),
+)
+
+
+# The core/v1 resources kube-apiserver answers without storing them (`virtual`, so no storage
+# or watch cache is set up for them): the legacy `bindings` (create only: binds the pod the
+# Binding names, as `pods/binding` does) and `componentstatuses` (get and list only: computed
+# on each request, deprecated since 1.19). The API server's handlers add them to its registry.
+COMPUTED: tuple[Resource, ...] = (
+    _r("v1", "Binding", "bindings", verbs=("create",), has_spec=False, virtual=True),
+    _r(
+        "v1",
+        "ComponentStatus",
+        "componentstatuses",
+        False,
+        short_names=("cs",),
+        verbs=("get", "list"),
+        has_spec=False,
+        virtual=True,
     ),
 )
 

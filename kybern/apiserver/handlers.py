@@ -1,7 +1,9 @@
 """The REST handlers: one entry point parses `/api/...` and `/apis/...` paths into (resource,
 namespace, name, subresource), dispatches the verb to the generic store, and encodes the
 answer. Every failure leaves as a `Status` object. Subresources other than the pods' streams
-(status, scale, binding, eviction, finalize) are served by `handlers_subresources`."""
+(status, scale, binding, eviction, finalize) are served by `handlers_subresources`; the kinds
+answered without storage by `reviews`, `componentstatuses` and (legacy `bindings`)
+`handlers_subresources`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from kybern.apiserver import admission as admissionmod
 from kybern.apiserver import aggregator as aggregatormod
 from kybern.apiserver import (
     codec,
+    componentstatuses,
     crds,
     discovery,
     openapi,
@@ -38,6 +41,12 @@ class ApiHandler:
     def __init__(self, st: storemod.Store, reg: registry.Registry) -> None:
         self.store = st
         self.registry = reg
+        if reg.lookup("", "v1", "pods") is not None:  # serving core/v1: its computed kinds too
+            for r in registry.COMPUTED:
+                if reg.lookup(r.group, r.version, r.plural) is None:
+                    reg.add(r)
+        # the store check of `componentstatuses`, also /readyz's `etcd` check
+        self.store_health: componentstatuses.StoreCheck = componentstatuses.store_check(st.backend)
         self.discovery = discovery.Discovery(reg)
         self.openapi = openapi.OpenAPI(reg, openapi.crds_in(st))
         self.issuer: tokens.TokenIssuer  # set by the server once the PKI exists
@@ -102,6 +111,8 @@ class ApiHandler:
         if res.namespaced and name and not namespace:
             raise NOT_FOUND
         codec.check_acceptable(res.api_version, res.kind)
+        if res.virtual:
+            return await self._virtual(request, res, namespace, name, watching)
         if res.crd:
             crds.note_warnings(request, self.store.crds.warnings(res))
         method = request.method
@@ -113,12 +124,6 @@ class ApiHandler:
                     raise NOT_FOUND
                 return await watch.serve(request, self.store, res, namespace, name_selector=name)
             return await watch.serve(request, self.store, res, namespace)
-        if res.virtual:
-            if method != "POST" or name:
-                raise errors.method_not_allowed()
-            body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
-            user: reviews.User = request.get(codec.USER) or ("", [])
-            return codec.json_response(reviews.answer(res, body, user, self.issuer), 201)
         if sub == "token" and method == "POST":
             sa = await self.store.get(res, namespace, name)
             body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
@@ -148,6 +153,27 @@ class ApiHandler:
         if method == "DELETE":
             return await self._delete(request, res, namespace, name)
         raise errors.method_not_allowed()
+
+    async def _virtual(
+        self, request: web.Request, res: registry.Resource, namespace: str, name: str, watch: bool
+    ) -> web.Response:
+        """The resources answered, never stored (none has a watch path): component statuses
+        (GET), the legacy bindings and the reviews (POST)."""
+        if watch:
+            raise NOT_FOUND
+        if res.kind == "ComponentStatus":
+            return await componentstatuses.serve(self, request, res, name)
+        if res.kind == "Binding":
+            if name or not namespace:
+                raise NOT_FOUND  # kube routes POST namespaces/NS/bindings alone
+            if request.method != "POST":
+                raise errors.method_not_allowed()
+            return await subresources.bind_legacy(self, request, res, namespace)
+        if request.method != "POST" or name:
+            raise errors.method_not_allowed()
+        body = codec.decode_object(await codec.read_body(request), codec.media_type(request))
+        user: reviews.User = request.get(codec.USER) or ("", [])
+        return codec.json_response(reviews.answer(res, body, user, self.issuer), 201)
 
     def _discovery(self, request: web.Request, path: str) -> web.Response:
         if request.method != "GET":

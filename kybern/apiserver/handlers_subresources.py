@@ -1,10 +1,11 @@
 """The REST handlers of subresources other than the pods' streams: `serve` routes
 `.../NAME/SUB` for status and approval (GET, PUT, PATCH through the handler's update and patch
 verbs), scale (the `autoscaling/v1` Scale view of workloads and of custom resources with a scale
-subresource), a pod's binding and eviction, and a namespace's finalize. Each write is a
-`guaranteed_update` (or a delete) of the parent object, so the result and managedFields are those
-of the main resource path in `kybern.apiserver.handlers`; a binding, as in kube, is written
-straight to the pod's storage (no pod validation, strategy or managedFields)."""
+subresource), a pod's binding (also made through the top-level `bindings` resource:
+`bind_legacy`) and eviction, and a namespace's finalize. Each write is a `guaranteed_update` (or
+a delete) of the parent object, so the result and managedFields are those of the main resource
+path in `kybern.apiserver.handlers`; a binding, as in kube, is written straight to the pod's
+storage (no pod validation, strategy or managedFields)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from kybern.api import errors, objects, registry
+from kybern.api import errors, objects, registry, validation
 from kybern.apiserver import admission as admissionmod
 from kybern.apiserver import codec, crds, proxy
 from kybern.apiserver import store as storemod
@@ -101,12 +102,30 @@ async def _scale(
     return codec.json_response(scale_of(out))
 
 
+async def bind_legacy(
+    api: ApiHandler, request: web.Request, res: registry.Resource, namespace: str
+) -> web.Response:
+    """`POST namespaces/NS/bindings`, kube's LegacyBindingREST: the binding of the pod the
+    Binding's `metadata.name` names, exactly as `pods/NAME/binding` makes it; admission sees a
+    create of `bindings` (`res`) with no subresource."""
+    pods = api.registry.lookup("", "v1", "pods")
+    assert pods is not None
+    return await _bind(api, request, pods, namespace, "", legacy=res)
+
+
 async def _bind(
-    api: ApiHandler, request: web.Request, res: registry.Resource, namespace: str, name: str
+    api: ApiHandler,
+    request: web.Request,
+    res: registry.Resource,
+    namespace: str,
+    name: str,
+    legacy: registry.Resource | None = None,
 ) -> web.Response:
     """As kube's BindingREST.Create: mutating webhooks, the Binding's own checks, validating
     webhooks, then a write straight to the pod's storage (`direct`: no pod validation, strategy
-    or managedFields) that sets spec.nodeName, merges the annotations and sets PodScheduled."""
+    or managedFields) that sets spec.nodeName, merges the annotations and sets PodScheduled.
+    `legacy`: the top-level `bindings` resource the request came by; the pod is then the one
+    the Binding names (`name` is not used)."""
     binding = codec.decode_object(await codec.read_body(request), codec.media_type(request))
     dry = codec.dry_run(request)
     bns = (binding.get("metadata") or {}).get("namespace")
@@ -114,22 +133,39 @@ async def _bind(
         raise errors.bad_request(
             "the namespace of the provided object does not match the namespace sent on the request"
         )
+    if legacy is not None:  # kube's create handler takes the name from the object
+        name = str((binding.get("metadata") or {}).get("name") or "")
     adm = api.store.admitting()
     if adm is not None:
         adm_attrs = admissionmod.attrs(
-            res, "CREATE", namespace, name, subresource="binding", dry_run=dry, kind=_BINDING_KIND
+            legacy or res,
+            "CREATE",
+            namespace,
+            name,
+            subresource="" if legacy is not None else "binding",
+            dry_run=dry,
+            kind=_BINDING_KIND,
         )
         binding = await adm.mutate(adm_attrs, binding, None) or binding
     bmeta = binding.get("metadata") or {}
-    if bmeta.get("name") != name:
+    if legacy is not None:
+        name = str(bmeta.get("name") or "")  # LegacyBindingREST passes the Binding's own
+    elif bmeta.get("name") != name:
         raise errors.bad_request("name in URL does not match name in Binding object")
     target = binding.get("target") or {}
     errs = validate_binding(target)
     if errs:  # kube answers its aggregate of field errors as an unknown (non-Status) error
         text = ", ".join(e.text() for e in errs)
-        raise _UnknownError(500, "", f"[{text}]" if len(errs) > 1 else text)
+        raise UnknownError(500, "", f"[{text}]" if len(errs) > 1 else text)
     if adm is not None:
         await adm.validate(adm_attrs, binding, None)
+    if legacy is not None:  # the pod's storage key, as kube's NamespaceKeyFunc checks it
+        if not name:
+            raise errors.bad_request("Name parameter required.")
+        if problems := validation.is_path_segment_name(name):
+            raise errors.bad_request(
+                f"Name parameter invalid: {_go_quote(name)}: {';'.join(problems)}"
+            )
     node = target["name"]
     uid, rv = bmeta.get("uid") or "", bmeta.get("resourceVersion") or ""
     annotations = bmeta.get("annotations")
@@ -180,7 +216,7 @@ async def _bind(
 _BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
 
 
-class _UnknownError(errors.StatusError):
+class UnknownError(errors.StatusError):
     """An error kube's apiserver did not get as a Status: reason Unknown, which is empty and
     so left out."""
 

@@ -1,6 +1,6 @@
 """Column printers of the cluster-level kinds: storage classes, CSI drivers and nodes, volume
-attachments, admission webhook configurations and API services, registered into
-`printers.PRINTERS` on import."""
+attachments, admission webhook configurations, API services and component statuses, registered
+into `printers.PRINTERS` on import."""
 
 from __future__ import annotations
 
@@ -193,3 +193,24 @@ def api_service_row(obj: Obj, now: float) -> list[Any]:
                 available = status
             break
     return [_name(obj), service, available, age(obj, now)]
+
+
+@register(
+    "",
+    "ComponentStatus",
+    (
+        NAME,
+        col("Status", desc="Status of the component conditions"),
+        col("Message", desc="Message of the component conditions"),
+        col("Error", desc="Error of the component conditions"),
+    ),
+)
+def component_status_row(obj: Obj, now: float) -> list[Any]:
+    """The first Healthy condition: Healthy when True, else Unhealthy; Unknown without one."""
+    status, message, error = "Unknown", "", ""
+    for c in list_at(obj, "conditions"):
+        if isinstance(c, dict) and c.get("type") == "Healthy":
+            status = "Healthy" if c.get("status") == "True" else "Unhealthy"
+            message, error = str(c.get("message") or ""), str(c.get("error") or "")
+            break
+    return [_name(obj), status, message, error]

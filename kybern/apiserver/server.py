@@ -45,7 +45,6 @@ log = logging.getLogger("kybern.apiserver")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 METRICS_PATH = metrics.PATH
-READY_STORE_TIMEOUT = 2.0  # seconds the readiness check waits for the store
 
 
 GC_YOUNG_THRESHOLD = 100000  # allocations between young collections (CPython's default: 700)
@@ -288,20 +287,10 @@ class APIServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def _store_healthy(self) -> str:
-        """The `etcd` readiness check: a consistent read of the store's revision ("" if ok)."""
-        try:
-            await asyncio.wait_for(self.backend.latest_revision(), READY_STORE_TIMEOUT)
-        except TimeoutError:
-            return "timed out"
-        except storage.StorageError as e:
-            return str(e)
-        return ""
-
     async def _ready(self, request: web.Request) -> web.Response:
         if not self.ready:
             return web.Response(status=500, text="[-]informer-sync failed\nreadyz check failed")
-        problem = await self._store_healthy()
+        problem = await self.api.store_health()  # the `etcd` check, shared with componentstatuses
         if problem:
             log.warning("readyz: store check failed: %s", problem)
         etcd = "[-]etcd failed: reason withheld" if problem else "[+]etcd ok"

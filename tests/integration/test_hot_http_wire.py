@@ -649,8 +649,8 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
             ],
             "body": [
                 "sha256",
-                "8fa100b63538f6d137f0210bf6ff1b23e2fca93541b955b9305b208cd4615fb6",
-                5100,
+                "e80a73a928731fde911dbce310af943db3ca4bd97a1fa3b49eb1b3e83baee03f",
+                5348,
             ],
         },
     ),
@@ -688,8 +688,8 @@ EXPECTED: list[tuple[str, dict[str, Any]]] = [
             ],
             "body": [
                 "sha256",
-                "66337148c60824c4604236ab0d7ac44edcefdedc56064fa8e13032af526b04b9",
-                6115,
+                "dbfba1683bcf83b12a1c416bfc93f26fef07440eb60786233c49601c01da51c9",
+                6467,
             ],
         },
     ),
