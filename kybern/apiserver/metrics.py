@@ -192,12 +192,11 @@ class ApiMetrics:
     def begin(self, request: web.Request, path: str) -> Track | None:
         """Note a request (whose `request.path` is `path`) the API handler is about to serve;
         None if it is not counted. A request with no query, no PATCH, whose variant exists takes
-        the short way; it reads the method and raw target from the request's own fields
-        (the public properties cost more than the rest of this)."""
+        the short way."""
         shape = self._path_shape(path) or self._shape(path)
-        if shape.special or "?" in request._message.path:
+        if shape.special or "?" in request.raw_path:
             return self._begin_more(request, shape)
-        v = shape.plain.get(request._method)
+        v = shape.plain.get(request.method)
         if v is None:
             return self._begin_more(request, shape)
         if v.kind == _READ:
@@ -217,8 +216,8 @@ class ApiMetrics:
         dryRun of only `All` or of anything else) and the Content-Type of a PATCH."""
         if shape.skip:
             return None
-        method: str = request._method
-        raw: str = request._message.path
+        method: str = request.method
+        raw: str = request.raw_path
         flags = 0
         if "?" in raw:
             if method == "GET" and "watch" in raw:
