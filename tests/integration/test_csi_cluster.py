@@ -181,15 +181,16 @@ async def cluster() -> AsyncIterator[Cluster]:
                     text = log.read_text(errors="replace")
                     at = text.find("Traceback")
                     assert at < 0, f"{log.name}:\n{text[max(at - 2000, 0) : at + 3000]}"
-            finally:
-                if sidecars is not None:
-                    assert sidecars.stop() == 0, sidecars.tail()
+            finally:  # everything is stopped and removed before any exit code is checked
+                stopped = [] if sidecars is None else [(sidecars.stop(), sidecars.tail())]
                 await watcher.stop()
                 await reg.close()
-                assert driver.stop() == 0, driver.tail()
+                stopped.append((driver.stop(), driver.tail()))
                 leaked = mount.mounts_below(base)
                 mount.unmount_all(base)
                 shutil.rmtree(base, ignore_errors=True)
+                for rc, tail in stopped:
+                    assert rc == 0, tail
                 assert not leaked, leaked
 
 
