@@ -69,6 +69,14 @@ def _quote(value: Any) -> str:
     return str(value)
 
 
+def go_quote(s: str) -> str:
+    """Go's `%q` of a string, as kube's messages quote names and values (backslash, quote and
+    the common control characters escaped)."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"')
+    out = out.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    return f'"{out}"'
+
+
 class StatusError(Exception):
     """An API error. `status()` is the `Status` object sent to the client."""
 

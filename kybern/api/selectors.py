@@ -98,12 +98,6 @@ def label_value_errors(value: str) -> list[str]:
     return errs
 
 
-def _go_quote(s: str) -> str:
-    out = s.replace("\\", "\\\\").replace('"', '\\"')
-    out = out.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-    return f'"{out}"'
-
-
 def _invalid(path: str, shown: str, detail: str) -> str:
     return f"{path}: Invalid value: {shown}: {detail}"
 
@@ -152,7 +146,7 @@ def new_requirement(key: str, operator: str, values: Iterable[str] = ()) -> Requ
     errs: list[str] = []
     key_errs = qualified_name_errors(key)
     if key_errs:
-        errs.append(_invalid("key", _go_quote(key), "; ".join(key_errs)))
+        errs.append(_invalid("key", errors.go_quote(key), "; ".join(key_errs)))
     vpath = "values"
     detail = ""
     if operator in (IN, NOT_IN) and not vals:
@@ -165,20 +159,20 @@ def new_requirement(key: str, operator: str, values: Iterable[str] = ()) -> Requ
         detail = "for 'Gt', 'Lt' operators, exactly one value is required"
     if detail:
         errs.append(
-            _invalid(vpath, "[]string{" + ", ".join(_go_quote(v) for v in vals) + "}", detail)
+            _invalid(vpath, "[]string{" + ", ".join(errors.go_quote(v) for v in vals) + "}", detail)
         )
     if operator in (GREATER_THAN, LESS_THAN):
         int_msg = "for 'Gt', 'Lt' operators, the value must be an integer"
         for i, v in enumerate(vals):
             if _parse_int64(v) is None:
-                errs.append(_invalid(f"{vpath}[{i}]", _go_quote(v), int_msg))
+                errs.append(_invalid(f"{vpath}[{i}]", errors.go_quote(v), int_msg))
     elif operator not in _ALL_OPS:
         supported = ", ".join(f'"{o}"' for o in _ALL_OPS)
         errs.append(f'operator: Unsupported value: "{operator}": supported values: {supported}')
     for i, v in enumerate(vals):
         v_errs = label_value_errors(v)
         if v_errs:
-            errs.append(_invalid(f"{vpath}[{i}][{key}]", _go_quote(v), "; ".join(v_errs)))
+            errs.append(_invalid(f"{vpath}[{i}][{key}]", errors.go_quote(v), "; ".join(v_errs)))
     if errs:
         raise errors.bad_request(_aggregate(errs))
     return Requirement(key, operator, tuple(sorted(set(vals))))
@@ -331,7 +325,7 @@ class _Parser:
             raise ValueError(f"found '{lit}', expected: identifier")
         key_errs = qualified_name_errors(lit)
         if key_errs:
-            raise ValueError(_invalid("<nil>", _go_quote(lit), "; ".join(key_errs)))
+            raise ValueError(_invalid("<nil>", errors.go_quote(lit), "; ".join(key_errs)))
         key = lit
         if op != DOES_NOT_EXIST and self.peek()[0] in (_EOS, ","):
             op = EXISTS
@@ -424,7 +418,7 @@ def from_label_selector_object(sel: Mapping[str, Any] | None) -> LabelSelector:
     for expr in exprs:
         op = expr.get("operator")
         if not isinstance(op, str) or op not in _EXPR_OPS:
-            shown = _go_quote(op if isinstance(op, str) else "")
+            shown = errors.go_quote(op if isinstance(op, str) else "")
             raise errors.bad_request(f"{shown} is not a valid label selector operator")
         reqs.append(new_requirement(expr.get("key", ""), _EXPR_OPS[op], expr.get("values") or []))
     return LabelSelector(reqs) if reqs else _EVERYTHING

@@ -131,7 +131,7 @@ def matcher(label_selector: str, field_selector: str) -> Callable[[Obj], bool]:
     for field, _, _ in fsel.requirements if fsel is not None else ():
         if field not in _FIELDS:
             raise errors.bad_request(
-                f'{_quote(field)} is not a known field selector: only "metadata.name", '
+                f'{errors.go_quote(field)} is not a known field selector: only "metadata.name", '
                 '"metadata.namespace"'
             )
 
@@ -142,11 +142,6 @@ def matcher(label_selector: str, field_selector: str) -> Callable[[Obj], bool]:
         return fsel is None or fsel.matches({"metadata.name": meta["name"]})
 
     return match
-
-
-def _quote(s: str) -> str:
-    """Go's %q of a string (JSON's escapes agree for what a selector's field name holds)."""
-    return orjson.dumps(s).decode()
 
 
 async def serve(

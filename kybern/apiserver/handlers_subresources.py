@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web
 
 from kybern.api import errors, objects, registry, validation
@@ -164,7 +163,7 @@ async def _bind(
             raise errors.bad_request("Name parameter required.")
         if problems := validation.is_path_segment_name(name):
             raise errors.bad_request(
-                f"Name parameter invalid: {_go_quote(name)}: {';'.join(problems)}"
+                f"Name parameter invalid: {errors.go_quote(name)}: {';'.join(problems)}"
             )
     node = target["name"]
     uid, rv = bmeta.get("uid") or "", bmeta.get("resourceVersion") or ""
@@ -192,7 +191,8 @@ async def _bind(
         if meta.get("deletionTimestamp"):
             msg = f"pod {meta['name']} is being deleted, cannot be assigned to a host"
         elif spec.get("nodeName"):
-            msg = f"pod {meta['name']} is already assigned to node {_go_quote(spec['nodeName'])}"
+            assigned = errors.go_quote(spec["nodeName"])
+            msg = f"pod {meta['name']} is already assigned to node {assigned}"
         elif spec.get("schedulingGates"):
             msg = f"pod {meta['name']} has non-empty .spec.schedulingGates"
         else:
@@ -254,11 +254,6 @@ def set_pod_scheduled(status: Obj, now: str) -> None:
         cond["lastTransitionTime"] = now
         conds.append(cond)
     status["conditions"] = conds
-
-
-def _go_quote(s: str) -> str:
-    """Go's %q of a string (as JSON escapes it, for the printable ASCII a node name has)."""
-    return orjson.dumps(s).decode()
 
 
 async def _evict(
