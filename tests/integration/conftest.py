@@ -8,6 +8,7 @@ and kill tests); `ns` is a namespace of its own for one test."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,21 @@ T = TypeVar("T")
 
 class ServerDied(AssertionError):
     """The server process exited: waiting any longer is pointless."""
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], message: str, timeout: float = 60.0
+) -> T:
+    """`wait_for` for async tests: await `probe` until it returns something truthy and return
+    that; fail at the deadline, showing the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}; last: {last!r}")
+        await asyncio.sleep(0.05)
 
 
 def wait_for(

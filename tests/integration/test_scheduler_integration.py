@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
-from conftest import Server
+from conftest import Server, eventually
 
 from kybern.api import errors, registry
 from kybern.client import rest
@@ -28,20 +27,6 @@ T = TypeVar("T")
 EVENTS = next(r for r in registry.BUILTIN if r.kind == "Event" and not r.group)
 LEASES = next(r for r in registry.BUILTIN if r.kind == "Lease")
 DEADLINE = 30.0
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], message: str, timeout: float = DEADLINE
-) -> T:
-    """Poll `probe` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}; last: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 class Cluster:

@@ -13,12 +13,11 @@ import contextlib
 import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import pytest
-from conftest import REPO, Server
+from conftest import REPO, Server, eventually
 
 from kybern.api import errors
 from kybern.client import rest
@@ -35,19 +34,6 @@ CLI = (
     "simnodes.add_parser(p.add_subparsers(dest='command'))\n"
     "sys.exit(asyncio.run(simnodes.run(p.parse_args(sys.argv[1:]))))\n"
 )
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], message: str, timeout: float = DEADLINE
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}; last: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

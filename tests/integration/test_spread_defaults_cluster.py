@@ -5,14 +5,13 @@ kube-scheduler spreads a ReplicaSet's pods by hostname when the pods have no con
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
-from conftest import running_server
+from conftest import eventually, running_server
 
 from kybern.api import registry
 from kybern.client import rest
@@ -24,19 +23,6 @@ PODS = next(r for r in registry.BUILTIN if r.kind == "Pod")
 NODES = next(r for r in registry.BUILTIN if r.kind == "Node")
 NAMESPACES = next(r for r in registry.BUILTIN if r.kind == "Namespace")
 DEPLOYMENTS = next(r for r in registry.BUILTIN if r.kind == "Deployment")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], message: str, timeout: float = DEADLINE
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}; last: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
