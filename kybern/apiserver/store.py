@@ -188,9 +188,7 @@ class Store(StoreReads):
         errs += self.hooks.validate(res, obj, None)
         errs += admission_match.configuration_errors(res.group, res.kind, obj, None)
         if errs:
-            if res.storage_version:  # the fields as the request's version names them
-                errs = conversion.field_errors(obj, res.api_version, errs)
-            raise errors.invalid(res.kind, res.group, str(meta.get("name", "")), errs)
+            raise _invalid(res, obj, errs)
         self._check_namespace(res, namespace, str(meta.get("name", "")))
         if adm is not None:  # validating webhooks
             await adm.validate(adm_attrs, self.crds.served(res, obj), None)
@@ -389,9 +387,7 @@ class Store(StoreReads):
             errs += self.hooks.validate(res, new, old)
             errs += admission_match.configuration_errors(res.group, res.kind, new, old)
             if errs:
-                if res.storage_version:  # the fields as the request's version names them
-                    errs = conversion.field_errors(new, res.api_version, errs)
-                raise errors.invalid(res.kind, res.group, nmeta["name"], errs)
+                raise _invalid(res, new, errs)
             if adm is not None:  # validating webhooks
                 served = self.crds.served
                 await adm.validate(adm_attrs, served(res, new), served(res, old))
@@ -572,6 +568,13 @@ def _unchanged(current: cachemod.CachedObject, value: bytes, enc: cachemod.Encod
 
 class _Retry(Exception):
     """The object changed between read and write; the caller re-reads."""
+
+
+def _invalid(res: registry.Resource, obj: Obj, errs: list[errors.FieldError]) -> errors.StatusError:
+    """The 422 of `obj`, its fields named as the request's version names them."""
+    if res.storage_version:
+        errs = conversion.field_errors(obj, res.api_version, errs)
+    return errors.invalid(res.kind, res.group, str(obj["metadata"].get("name", "")), errs)
 
 
 def _fill_system_meta(res: registry.Resource, meta: Obj) -> None:
